@@ -1,0 +1,1 @@
+"""Minimal, span-local clinical edits, each verified by re-extraction before it is kept."""

@@ -1,0 +1,74 @@
+"""Apply span edits and record them in both texts' offsets (the pair's `edits` column)."""
+
+from __future__ import annotations
+
+from editors.base import SpanEdit
+from schemas.pair import Edit
+
+
+def apply_edits(text: str, edits: list[SpanEdit]) -> str:
+    out, pos = [], 0
+    for ed in sorted(edits, key=lambda e: (e.start, e.end)):
+        if ed.start < pos:
+            raise ValueError(f"overlapping edits at {ed.start}")
+        out.append(text[pos : ed.start])
+        out.append(ed.replacement)
+        pos = ed.end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def overlaps(a: list[SpanEdit], b: list[SpanEdit]) -> bool:
+    for x in a:
+        for y in b:
+            if x.start < y.end and y.start < x.end:
+                return True
+            if x.start == x.end == y.start == y.end:
+                return True
+            if (x.start == x.end and y.start < x.start < y.end) or (y.start == y.end and x.start < y.start < x.end):
+                return True
+    return False
+
+
+def edit_records(original: str, edits: list[SpanEdit], original_is_rejected: bool) -> list[Edit]:
+    """Edit rows for a pair. When fixing, the original is `rejected` and the edited text `chosen`;
+    when injecting an error, the edited text is `rejected` and the original `chosen`."""
+    rows: list[Edit] = []
+    shift = 0
+    for ed in sorted(edits, key=lambda e: (e.start, e.end)):
+        o_s, o_e = ed.start, ed.end
+        n_s = ed.start + shift
+        n_e = n_s + len(ed.replacement)
+        shift += len(ed.replacement) - (ed.end - ed.start)
+        if original_is_rejected:
+            rows.append(Edit(o_s, o_e, n_s, n_e, ed.error_type, original[o_s:o_e], ed.replacement))
+        else:
+            rows.append(Edit(n_s, n_e, o_s, o_e, ed.error_type, ed.replacement, original[o_s:o_e]))
+    return rows
+
+
+def combine(accepted: list[SpanEdit], proposal: list[SpanEdit]) -> list[SpanEdit] | None:
+    """Accepted edits plus a proposal, or None if they overlap. Two insertions at the same point are
+    joined into one (missed findings all go in before the closing impression line)."""
+    out = list(accepted)
+    for p in proposal:
+        merged = False
+        for k, a in enumerate(out):
+            if a.start == a.end == p.start == p.end:
+                out[k] = SpanEdit(a.start, a.end, _join(a.replacement, p.replacement), a.error_type, a.editor)
+                merged = True
+                break
+        if not merged:
+            if overlaps(out, [p]):
+                return None
+            out.append(p)
+    return sorted(out, key=lambda e: (e.start, e.end))
+
+
+def _join(first: str, second: str) -> str:
+    """Join two inserted sentences keeping the spacing each carried (" x ." or "x . ")."""
+    if first.endswith(" ") and not second.startswith(" "):
+        return first + second
+    if first.startswith(" ") and second.startswith(" "):
+        return first + second
+    return first.rstrip() + " " + second.strip() + (" " if first.endswith(" ") else "")

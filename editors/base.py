@@ -1,0 +1,83 @@
+"""What an editor is: a small object that proposes span edits for one clinical error.
+
+Editors only propose; the text-pair stage applies a proposal, re-extracts, and keeps it only if its
+error is gone and no other error appeared. So an editor may be simple and occasionally wrong,
+and never needs to know how verification works.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pipeline.errors import ClinicalError
+from pipeline.extract.lexicon import Lexicon
+from pipeline.extract.rules import split_clauses
+from pipeline.extract.tokens import Token, tokenize
+from pipeline.findings import ReportFindings
+
+
+@dataclass(frozen=True)
+class SpanEdit:
+    """Replace text[start:end] with `replacement` (half-open offsets on the text being edited)."""
+
+    start: int
+    end: int
+    replacement: str
+    error_type: str
+    editor: str
+
+
+@dataclass
+class Style:
+    """How a response writes: "the lungs are clear ." (lower, spaced punctuation) or "Lungs are clear."."""
+
+    lower: bool
+    spaced_punct: bool
+    commas: bool
+    deid_token: str  # "xxxx" or "XXXX"
+
+
+@dataclass
+class EditContext:
+    text: str
+    findings: ReportFindings
+    reference: str
+    ref_findings: ReportFindings
+    lexicon: Lexicon
+    tokens: list[Token] = field(default_factory=list)
+    sentences: list[tuple[int, int]] = field(default_factory=list)  # char spans incl. final punctuation
+    style: Style | None = None
+    doomed: set[tuple[int, int]] = field(default_factory=set)  # spans of all false findings: deletable together
+
+    @classmethod
+    def build(cls, text: str, findings: ReportFindings, reference: str, ref_findings: ReportFindings,
+              lexicon: Lexicon) -> EditContext:
+        toks = tokenize(text)
+        sents: dict[int, list[int]] = {}
+        for sent, lo, hi in split_clauses(toks, text):
+            if hi > lo:
+                s = sents.setdefault(sent, [toks[lo].start, toks[hi - 1].end])
+                s[1] = toks[hi - 1].end
+        letters = [c for c in text if c.isalpha()]
+        style = Style(
+            lower=bool(letters) and not any(c.isupper() for c in letters),
+            spaced_punct=" ." in text and text.count(" .") >= max(1, text.count(".") // 2),
+            commas="," in text,
+            deid_token="XXXX" if "XXXX" in text or not text.islower() else "xxxx",
+        )
+        return cls(text, findings, reference, ref_findings, lexicon, toks,
+                   [tuple(v) for v in sents.values()], style)
+
+    def sentence_of(self, pos: int) -> tuple[int, int] | None:
+        for s, e in self.sentences:
+            if s <= pos < e:
+                return (s, e)
+        return None
+
+
+class Editor(Protocol):
+    name: str
+    error_types: tuple[str, ...]
+
+    def propose(self, error: ClinicalError, ctx: EditContext) -> list[SpanEdit] | None: ...

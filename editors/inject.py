@@ -1,0 +1,49 @@
+"""Error injection: when a response is already right, make its rejected twin with one clinical error.
+
+FiRe-MPO does the same for correct samples. The injected error is one of a laterality swap, a
+severity swap, a dropped negation or an added negation, chosen by a seeded generator, and it is
+verified like a fix: after injection the detector must find exactly that one new error.
+"""
+
+from __future__ import annotations
+
+import random
+
+from editors.base import EditContext, SpanEdit
+from editors.negation import NegateFinding, negation_cue_before
+from editors.style import match_case
+from pipeline.errors import ClinicalError
+
+_FLIP = {"left": "right", "right": "left", "bilateral": "left"}
+_SEV_UP = {"small": "large", "mild": "severe", "minimal": "extensive", "trace": "large", "tiny": "large",
+           "mildly": "markedly", "moderate": "small", "large": "small", "severe": "mild", "marked": "mild",
+           "extensive": "minimal", "slight": "marked", "moderately": "mildly", "markedly": "mildly"}
+
+
+def injection_candidates(ctx: EditContext, rng: random.Random) -> list[tuple[str, list[SpanEdit]]]:
+    cands: list[tuple[str, list[SpanEdit]]] = []
+    for f in ctx.findings.findings:
+        if f.positive:
+            for s, e, lat in f.laterality_spans:
+                old = ctx.text[s:e]
+                base = old.lower().split("-")[0].split(" ")[0]
+                if base in _FLIP:
+                    new = match_case(_FLIP[base], old) + old[len(base):]
+                    cands.append(("wrong_location", [SpanEdit(s, e, new, "wrong_location", "inject")]))
+            if f.severity_span:
+                s, e = f.severity_span
+                old = ctx.text[s:e]
+                if old.lower() in _SEV_UP:
+                    cands.append(("wrong_severity", [SpanEdit(s, e, match_case(_SEV_UP[old.lower()], old),
+                                                              "wrong_severity", "inject")]))
+            if f.category == "finding":
+                neg = NegateFinding().propose(ClinicalError("missed_finding", f.concept, (), findings=[f]), ctx)
+                if neg:
+                    cands.append(("missed_finding", [SpanEdit(x.start, x.end, x.replacement, "missed_finding",
+                                                              "inject") for x in neg]))
+        elif f.category == "finding":
+            cue = negation_cue_before(ctx, f.start)
+            if cue:
+                cands.append(("false_finding", [SpanEdit(cue[0], cue[1], "", "false_finding", "inject")]))
+    rng.shuffle(cands)
+    return cands

@@ -1,0 +1,99 @@
+"""Negation and uncertainty scope, NegEx/ConText style, over the tokens of one clause.
+
+Why our own rules: medspacy's ConText is right but runs ~200 reports/s here, and a pair needs
+about three extractions. These rules keep ConText's ideas (pre and post triggers, pseudo-triggers
+that only look like cues, scope that ends at the clause boundary and at "but") in one pass.
+"""
+
+from __future__ import annotations
+
+from pipeline.extract.tokens import Token
+
+# Multi-word cues are tuples of lower-cased tokens. Longest cue wins at a position.
+PSEUDO = {  # look like cues but are not
+    ("no", "change"), ("no", "significant", "change"), ("no", "interval", "change"), ("not", "only"),
+    ("without", "change"), ("no", "increase"), ("no", "decrease"), ("not", "changed"),
+    ("without", "significant", "change"), ("no", "other"),
+}
+UNCERTAIN_PRE = {
+    ("cannot", "exclude"), ("can", "not", "exclude"), ("cannot", "rule", "out"), ("may",), ("might",),
+    ("could",), ("possible",), ("possibly",), ("probable",), ("probably",), ("likely",), ("questionable",),
+    ("question", "of"), ("suspicious", "for"), ("suspected",), ("suspect",), ("suggest",), ("suggests",),
+    ("suggesting",), ("suggestive", "of"), ("concerning", "for"), ("worrisome", "for"), ("versus",), ("vs",),
+    ("differential",), ("represent",), ("represents",), ("representing",), ("equivocal",),
+    ("indeterminate",), ("uncertain",), ("presumed",), ("presumably",), ("suspicion", "for"),
+    ("suspicion", "of"), ("borderline",), ("atypical",), ("to", "suggest"),
+}
+UNCERTAIN_POST = {
+    ("not", "excluded"), ("cannot", "be", "excluded"), ("can", "not", "be", "excluded"),
+    ("not", "ruled", "out"), ("cannot", "be", "ruled", "out"), ("is", "suspected"), ("are", "suspected"),
+    ("is", "possible"), ("is", "likely"), ("are", "likely"), ("could", "be"), ("is", "questioned"),
+    ("not", "entirely", "excluded"),
+}
+NEGATION_PRE = {
+    ("no",), ("not",), ("without",), ("negative", "for"), ("free", "of"), ("clear", "of"), ("absence", "of"),
+    ("absent",), ("neither",), ("nor",), ("never",), ("resolution", "of"), ("removal", "of"), ("no", "longer"),
+    ("none",), ("non",), ("rather", "than"),
+}
+NEGATION_POST = {
+    ("not", "seen"), ("not", "identified"), ("not", "present"), ("not", "visualized"), ("not", "demonstrated"),
+    ("not", "evident"), ("not", "appreciated"), ("not", "noted"), ("is", "absent"), ("are", "absent"),
+    ("absent",), ("resolved",), ("has", "resolved"), ("have", "resolved"), ("removed",), ("is", "negative"),
+    ("are", "negative"), ("unlikely",), ("ruled", "out"), ("no", "longer", "seen"),
+}
+TERMINATORS = {"but", "however", "although", "though", "whereas", "except", "which", "aside", "apart", "yet",
+               "otherwise", "while", "although"}
+_CUE_SETS = (("pseudo", PSEUDO), ("uncertain_post", UNCERTAIN_POST), ("uncertain_pre", UNCERTAIN_PRE),
+             ("negated_post", NEGATION_POST), ("negated_pre", NEGATION_PRE))
+_MAXLEN = max(len(c) for _, s in _CUE_SETS for c in s)
+
+
+def find_cues(tokens: list[Token], lo: int, hi: int) -> list[tuple[str, int, int]]:
+    """Cues in tokens[lo:hi] as (kind, start_tok, end_tok). Uncertainty outranks negation at a position
+    ("cannot exclude" is uncertain, not negated), pseudo-triggers swallow their words."""
+    out: list[tuple[str, int, int]] = []
+    i = lo
+    while i < hi:
+        found = None
+        for n in range(min(_MAXLEN, hi - i), 0, -1):
+            key = tuple(t.lower for t in tokens[i : i + n])
+            for kind, cues in _CUE_SETS:
+                if key in cues:
+                    found = (kind, i, i + n)
+                    break
+            if found:
+                break
+        if found:
+            out.append(found)
+            i = found[2]
+        else:
+            i += 1
+    return out
+
+
+def certainty_of(target_start: int, target_end: int, cues: list[tuple[str, int, int]],
+                 has_target_after: dict[int, bool]) -> str:
+    """Certainty of the target tokens [target_start, target_end) given the clause's cues.
+
+    A pre cue covers targets after it; a post cue covers targets before it; "not" and "absent"
+    are pre cues when a target follows them in the clause, otherwise post cues. The nearest cue wins.
+    """
+    best: tuple[int, str] | None = None
+    first_neg_pre = min((s for kind, s, e in cues if kind == "negated_pre" and e <= target_start), default=None)
+    for kind, s, e in cues:
+        if kind == "pseudo":
+            continue
+        if kind.endswith("_pre") and e <= target_start:
+            dist = target_start - e
+        elif kind.endswith("_post") and s >= target_end:
+            dist = s - target_end
+        elif kind == "negated_pre" and s >= target_end and not has_target_after.get(s, False):
+            dist = s - target_end  # "effusion is not" / "pneumothorax absent"
+        else:
+            continue
+        state = "uncertain" if kind.startswith("uncertain") else "absent"
+        if state == "uncertain" and kind.endswith("_pre") and first_neg_pre is not None and first_neg_pre < s:
+            state = "absent"  # "no consolidation to suggest pneumonia", "no definite ..." : the negation governs
+        if best is None or dist < best[0]:
+            best = (dist, state)
+    return best[1] if best else "present"

@@ -1,0 +1,157 @@
+"""The clinical lexicon: phrases to (category, concept), loaded from YAML and matched with a trie.
+
+Why a trie over tokens: one left-to-right pass finds the longest phrase at each position, which is
+what keeps the rule extractor at thousands of reports per second. The default lexicon lives in
+medpref_data/lexicon/chest_xray.yaml; `text.lexicon` in the config swaps in another one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from pipeline.extract.tokens import Token, phrase_tokens
+
+DEFAULT_LEXICON = Path(__file__).resolve().parents[2] / "medpref_data" / "lexicon" / "chest_xray.yaml"
+
+# Categories a phrase can carry. Findings and devices are Observations; the rest describe them.
+OBSERVATION_CATEGORIES = ("finding", "device", "severity", "comparison", "normal")
+ANATOMY_CATEGORIES = ("anatomy", "laterality", "zone")
+
+
+@dataclass(frozen=True)
+class Label:
+    category: str
+    concept: str
+
+
+@dataclass
+class _Node:
+    children: dict[str, _Node] = field(default_factory=dict)
+    prefixes: list[tuple[str, tuple[Label, ...]]] = field(default_factory=list)  # last-word prefixes
+    labels: tuple[Label, ...] = ()
+
+
+@dataclass(frozen=True)
+class Match:
+    start_tok: int  # first token index
+    end_tok: int  # one past the last token
+    labels: tuple[Label, ...]
+
+
+class Lexicon:
+    """Phrase lexicon plus the clinical knowledge that goes with it (groups, denials, compatibility)."""
+
+    def __init__(self, data: dict, source: str = "<dict>"):
+        self.source = source
+        self.root = _Node()
+        self.group: dict[str, str] = {}
+        self.severity_level: dict[str, int] = {}
+        self.surface: dict[str, str] = {}  # concept -> a canonical phrase, for inserted text
+        for concept, spec in (data.get("findings") or {}).items():
+            self.group[concept] = spec.get("group", "other")
+            self.surface[concept] = _canonical(spec["phrases"])
+            for p in spec["phrases"]:
+                self._add(p, Label("finding", concept))
+        for concept, spec in (data.get("devices") or {}).items():
+            self.group[concept] = "device"
+            self.surface[concept] = _canonical(spec["phrases"])
+            for p in spec["phrases"]:
+                self._add(p, Label("device", concept))
+        for concept, phrases in (data.get("anatomy") or {}).items():
+            for p in phrases:
+                self._add(p, Label("anatomy", concept))
+        for concept, phrases in (data.get("laterality") or {}).items():
+            for p in phrases:
+                self._add(p, Label("laterality", concept))
+        for concept, phrases in (data.get("zones") or {}).items():
+            for p in phrases:
+                self._add(p, Label("zone", concept))
+        for level, phrases in (data.get("severity") or {}).items():
+            for p in phrases:
+                self._add(p, Label("severity", str(level)))
+                self.severity_level[p] = int(level)
+        for p in data.get("comparison") or []:
+            self._add(p, Label("comparison", "comparison"))
+        for p in data.get("normal_words") or []:
+            self._add(p, Label("normal", "normal"))
+        self.normal_denies: dict[str, set[str]] = {
+            k: set(v) for k, v in (data.get("normal_denies") or {}).items()
+        }
+        self.compatible: dict[str, set[str]] = {}
+        for grp in data.get("compatible") or []:
+            for c in grp:
+                self.compatible.setdefault(c, set()).update(grp)
+
+    def _add(self, phrase: str, label: Label) -> None:
+        prefix = phrase.endswith("*")
+        words = phrase_tokens(phrase.rstrip("*"))
+        if not words:
+            return
+        node = self.root
+        for w in words[:-1]:
+            node = node.children.setdefault(w, _Node())
+        last = words[-1]
+        if prefix:
+            for i, (p, labels) in enumerate(node.prefixes):
+                if p == last:
+                    if label not in labels:
+                        node.prefixes[i] = (p, labels + (label,))
+                    return
+            node.prefixes.append((last, (label,)))
+        else:
+            child = node.children.setdefault(last, _Node())
+            if label not in child.labels:
+                child.labels = child.labels + (label,)
+
+    def match(self, tokens: list[Token]) -> list[Match]:
+        """Greedy longest matches, left to right, non-overlapping."""
+        out: list[Match] = []
+        i, n = 0, len(tokens)
+        while i < n:
+            best: Match | None = None
+            node = self.root
+            j = i
+            while j < n:
+                w = tokens[j].lower
+                for p, labels in node.prefixes:
+                    if w.startswith(p) and (best is None or best.end_tok <= j):
+                        best = Match(i, j + 1, labels)
+                nxt = node.children.get(w)
+                if nxt is None:
+                    break
+                if nxt.labels:
+                    best = Match(i, j + 1, nxt.labels)
+                node = nxt
+                j += 1
+            if best is not None:
+                out.append(best)
+                i = best.end_tok
+            else:
+                i += 1
+        return out
+
+    def compatible_with(self, concept: str) -> set[str]:
+        return self.compatible.get(concept, set()) | {concept}
+
+
+def _canonical(phrases: list[str]) -> str:
+    for p in phrases:
+        if not p.endswith("*"):
+            return p
+    return phrases[0].rstrip("*")
+
+
+@lru_cache(maxsize=8)
+def load_lexicon(path: str | None = None) -> Lexicon:
+    p = Path(path) if path else DEFAULT_LEXICON
+    try:
+        data = yaml.safe_load(p.read_text())
+    except OSError as e:
+        raise ValueError(f"lexicon {p}: cannot read ({e.strerror})") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"lexicon {p}: expected a YAML mapping")
+    return Lexicon(data, source=str(p))

@@ -1,0 +1,196 @@
+"""The text half of a pair: detect clinical errors, edit them minimally, verify every edit.
+
+Verification is the contract: an edit is kept only if, after re-extracting the edited text, its
+error is gone and no error that was not there before has appeared. A response with no error gets
+one verified injected error instead (`on_policy = "chosen"`), as in FiRe-MPO.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from editors.apply import apply_edits, combine, edit_records
+from editors.base import EditContext, SpanEdit
+from editors.inject import injection_candidates
+from editors.registry import DEFAULT_EDITORS, get_editor
+from pipeline.errors import ClinicalError, detect_errors
+from pipeline.extract.registry import get_extractor
+from pipeline.findings import ReportFindings, findings_from_extraction
+from schemas.pair import Edit
+
+
+class TextPairError(Exception):
+    """No pair from this response; `reason` is the rejects-ledger code."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class TextPair:
+    chosen: str
+    rejected: str
+    on_policy: str
+    edits: list[Edit]
+    error_types: list[str]
+    locations: list[dict]
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Analysis:
+    """Errors of one text against the reference, with what produced them."""
+
+    text: str
+    findings: ReportFindings
+    errors: list[ClinicalError]
+
+    @property
+    def keys(self) -> set[tuple]:
+        return {e.key for e in self.errors}
+
+
+class TextPairMaker:
+    def __init__(self, config: Any = None):
+        extractor = getattr(config, "extractor", "rules")
+        lexicon = getattr(config, "lexicon", None)
+        self.extractor = get_extractor(extractor, lexicon=lexicon)
+        self.lexicon = self.extractor.lexicon
+        names = getattr(config, "editors", None) or DEFAULT_EDITORS
+        self.editors = [get_editor(n) for n in names]
+        self.inject_when_correct = getattr(config, "inject_when_correct", True)
+        self.max_chars = getattr(config, "max_response_chars", 100_000)
+        self.comparisons = getattr(config, "comparisons", True)
+        self._ref_cache: dict[str, ReportFindings] = {}
+
+    # -- analysis ---------------------------------------------------------------------------
+    def findings(self, text: str) -> ReportFindings:
+        return findings_from_extraction(self.extractor.extract(text), self.lexicon)
+
+    def reference_findings(self, reference: str) -> ReportFindings:
+        ref = self._ref_cache.get(reference)
+        if ref is None:
+            if len(self._ref_cache) > 4096:
+                self._ref_cache.clear()
+            ref = self._ref_cache[reference] = self.findings(reference)
+        return ref
+
+    def analyse(self, text: str, ref: ReportFindings) -> Analysis:
+        f = self.findings(text)
+        return Analysis(text, f, detect_errors(f, ref, self.lexicon, self.comparisons))
+
+    # -- the stage -----------------------------------------------------------------------------
+    def make(self, response: str, reference: str, task: str = "report", prompt: str = "", seed: int = 0) -> TextPair:
+        if task != "report":
+            raise TextPairError("unsupported_task", f"task {task!r} has no text editor yet")
+        if not response or not response.strip():
+            raise TextPairError("empty_response", "the response is empty")
+        if len(response) > self.max_chars:
+            raise TextPairError("response_too_long",
+                                f"response has {len(response)} characters (limit {self.max_chars})")
+        ref = self.reference_findings(reference)
+        before = self.analyse(response, ref)
+        if not before.errors:
+            return self._inject(response, reference, ref, before, seed)
+        return self._fix(response, reference, ref, before)
+
+    def _fix(self, response: str, reference: str, ref: ReportFindings, before: Analysis) -> TextPair:
+        ctx = EditContext.build(response, before.findings, reference, ref, self.lexicon)
+        ctx.doomed = {sp for e in before.errors if e.error_type == "false_finding" for sp in e.spans}
+        accepted: list[SpanEdit] = []
+        current = before
+        fixed: list[ClinicalError] = []
+        unfixed: dict[str, str] = {}
+        for err in sorted(before.errors, key=_priority):
+            if err.key not in current.keys:
+                fixed.append(err)  # an earlier edit fixed it too
+                continue
+            why = "no editor proposed an edit"
+            for editor in self.editors:
+                if err.error_type not in editor.error_types:
+                    continue
+                proposal = editor.propose(err, ctx)
+                if not proposal:
+                    continue
+                merged = combine(accepted, proposal)
+                if merged is None:
+                    why = f"{editor.name}: overlaps an accepted edit"
+                    continue
+                trial = apply_edits(response, merged)
+                after = self.analyse(trial, ref)
+                new = after.keys - current.keys
+                if err.key in after.keys:
+                    why = f"{editor.name}: error still present after the edit"
+                elif new:
+                    why = f"{editor.name}: edit added {sorted(k[0] for k in new)}"
+                else:
+                    accepted = merged
+                    current = after
+                    fixed.append(err)
+                    break
+            else:
+                unfixed[_key_str(err.key)] = why
+        if not accepted:
+            raise TextPairError("edit_unverified",
+                                f"{len(before.errors)} error(s) found, none fixed: " + "; ".join(unfixed.values()))
+        chosen = apply_edits(response, accepted)
+        edits = edit_records(response, accepted, original_is_rejected=True)
+        return TextPair(
+            chosen=chosen,
+            rejected=response,
+            on_policy="rejected",
+            edits=edits,
+            error_types=sorted({e.error_type for e in fixed}),
+            locations=_locations(fixed, ref),
+            notes={"errors_found": len(before.errors), "errors_fixed": len(fixed),
+                   "unverified": unfixed, "extractor": self.extractor.name},
+        )
+
+    def _inject(self, response: str, reference: str, ref: ReportFindings, before: Analysis, seed: int) -> TextPair:
+        if not self.inject_when_correct:
+            raise TextPairError("no_error", "the response has no clinical error and injection is off")
+        ctx = EditContext.build(response, before.findings, reference, ref, self.lexicon)
+        rng = random.Random(seed)
+        for etype, edits in injection_candidates(ctx, rng):
+            rejected = apply_edits(response, edits)
+            after = self.analyse(rejected, ref)
+            if len(after.errors) == 1 and after.errors[0].error_type == etype:
+                return TextPair(
+                    chosen=response,
+                    rejected=rejected,
+                    on_policy="chosen",
+                    edits=edit_records(response, edits, original_is_rejected=False),
+                    error_types=[etype],
+                    locations=_locations(after.errors, ref),
+                    notes={"errors_found": 0, "injected": etype, "extractor": self.extractor.name},
+                )
+        raise TextPairError("no_error", "the response has no clinical error and no verifiable error could be injected")
+
+
+_ORDER = {"wrong_location": 0, "wrong_severity": 1, "false_finding": 2, "missed_finding": 3,
+          "false_comparison": 4, "missed_comparison": 5}
+
+
+def _priority(err: ClinicalError) -> tuple:
+    return (_ORDER.get(err.error_type, 9), err.spans[0] if err.spans else (1 << 30, 0))
+
+
+def _key_str(key: tuple) -> str:
+    return ":".join(str(k) for k in key)
+
+
+def _locations(errors: list[ClinicalError], ref: ReportFindings) -> list[dict]:
+    """Anatomy of the findings the pair is about, for report-driven lesion masks."""
+    diseased = sorted({lat for f in ref.findings if f.positive for lat in f.laterality})
+    out = []
+    for err in errors:
+        for f in list(err.ref_findings) + list(err.findings):
+            if f.category == "denial":
+                continue
+            out.append({"concept": f.concept, "laterality": next(iter(sorted(f.laterality)), None),
+                        "zone": next(iter(sorted(f.zones)), None), "diseased_sides": diseased})
+    return out
