@@ -47,16 +47,43 @@ def edit_records(original: str, edits: list[SpanEdit], original_is_rejected: boo
     return rows
 
 
+def normalize(edits: list[SpanEdit]) -> list[SpanEdit] | None:
+    """Sorted edits without duplicates or edits inside a deletion (two mentions in one deleted
+    sentence); None when two edits genuinely overlap."""
+    out: list[SpanEdit] = []
+    for ed in sorted(set(edits), key=lambda x: (x.start, -x.end, x.replacement)):
+        if out:
+            last = out[-1]
+            inside = last.start <= ed.start and ed.end <= last.end and (last.start < last.end)
+            if inside and (not last.replacement or (ed.start == ed.end == last.start)) and \
+                    not (ed.start == ed.end and ed.replacement and ed.start in (last.start, last.end)):
+                continue
+            if ed.start < last.end:
+                return None
+        out.append(ed)
+    return out
+
+
 def combine(accepted: list[SpanEdit], proposal: list[SpanEdit]) -> list[SpanEdit] | None:
     """Accepted edits plus a proposal, or None if they overlap. Two insertions at the same point are
-    joined into one (missed findings all go in before the closing impression line)."""
+    joined into one (missed findings all go in before the closing impression line); a deletion that
+    is already accepted (one normal statement denying several findings) is not repeated."""
     out = list(accepted)
     for p in proposal:
         merged = False
         for k, a in enumerate(out):
-            if a.start == a.end == p.start == p.end:
-                out[k] = SpanEdit(a.start, a.end, _join(a.replacement, p.replacement), a.error_type, a.editor)
+            if a.start == p.start and a.end == p.end and (a.start == a.end or not p.replacement
+                                                          or not a.replacement):
+                if a.start == a.end or (a.replacement and p.replacement):
+                    rep = _join(a.replacement, p.replacement)
+                else:
+                    rep = a.replacement or p.replacement
+                out[k] = SpanEdit(a.start, a.end, rep, a.error_type, a.editor)
                 merged = True
+                break
+            if a.start <= p.start and p.end <= a.end and a.start < a.end and not a.replacement \
+                    and not (p.start == p.end and p.start in (a.start, a.end)):
+                merged = True  # already deleted
                 break
         if not merged:
             if overlaps(out, [p]):

@@ -6,6 +6,7 @@ first study is GREEN's false comparison; the words go, the finding they qualify 
 
 from __future__ import annotations
 
+from editors.apply import normalize
 from editors.base import EditContext, SpanEdit
 from editors.deletion import _other_content
 from editors.insertion import insert_sentence, reference_clause
@@ -24,13 +25,17 @@ class DeleteComparison:
     def propose(self, error: ClinicalError, ctx: EditContext) -> list[SpanEdit] | None:
         edits: list[SpanEdit] = []
         toks = ctx.tokens
-        for s, e in error.spans:
+        for s, e in _merge_adjacent(ctx, error.spans):
             i, k = token_index(ctx, s), token_index(ctx, e - 1)
             if i < 0 or k < 0:
                 return None
             prev = toks[i - 1].lower if i > 0 else "."
             nxt = toks[k + 1].lower if k + 1 < len(toks) else "."
             sent = ctx.sentence_of(s)
+            if prev in _COPULA and nxt == "and" and k + 2 < len(toks):
+                # "is stable and within normal limits" -> "is within normal limits"
+                edits.append(SpanEdit(toks[i].start, toks[k + 2].start, "", error.error_type, self.name))
+                continue
             if prev in _COPULA and nxt in {".", ";", ","}:
                 # predicate "X is unchanged": the sentence goes if it states nothing else
                 if sent and not _other_content(ctx, sent, []) and len(ctx.sentences) > 1:
@@ -42,17 +47,26 @@ class DeleteComparison:
                 continue
             j = i
             if toks[i].lower in _PHRASE_LEAD or toks[i].lower in {"prior", "previous"}:
-                while j > 0 and toks[j - 1].lower in {",", "when", "as", "and"}:
+                while j > 0 and toks[j - 1].lower in {",", "when", "as", "and", "to", "with", "the"} | _PHRASE_LEAD:
                     j -= 1
                 while k + 1 < len(toks) and toks[k + 1].lower in _DROP_AFTER:
                     k += 1
             a, b = removal_span(ctx, toks[j].start, toks[k].end)
             edits.append(SpanEdit(a, b, "", error.error_type, self.name))
-        edits = sorted(set(edits), key=lambda x: (x.start, x.end))
-        for x, y in zip(edits, edits[1:], strict=False):
-            if y.start < x.end:
-                return None
-        return edits
+        return normalize(edits)
+
+
+def _merge_adjacent(ctx: EditContext, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """"unchanged since previous exam" is one comparison, not two."""
+    out: list[list[int]] = []
+    for s, e in sorted(spans):
+        if out:
+            gap = ctx.text[out[-1][1]:s].split()
+            if all(w.lower() in _PHRASE_LEAD | _DROP_AFTER | {"to", "with"} for w in gap):
+                out[-1][1] = max(out[-1][1], e)
+                continue
+        out.append([s, e])
+    return [(s, e) for s, e in out]
 
 
 class InsertComparison:

@@ -6,14 +6,18 @@ step of fixing a finding that the response denies inside a list or a normal stat
 
 from __future__ import annotations
 
+from editors.apply import normalize
 from editors.base import EditContext, SpanEdit
 from editors.spans import CONNECTORS, np_start, removal_span, sentence_removal_span, token_index
 from pipeline.errors import ClinicalError
 
 
-def _other_content(ctx: EditContext, sent: tuple[int, int], spans: list[tuple[int, int]]) -> bool:
+def _other_content(ctx: EditContext, sent: tuple[int, int], spans: list[tuple[int, int]],
+                   positive_only: bool = False) -> bool:
     mine = set(spans) | ctx.doomed
     for f in ctx.findings.findings:
+        if positive_only and not f.positive:
+            continue
         if sent[0] <= f.start < sent[1] and (f.start, f.end) not in mine:
             if f.category != "denial" or not any(s <= f.start < e or f.start <= s < f.end for s, e in mine):
                 return True
@@ -21,7 +25,8 @@ def _other_content(ctx: EditContext, sent: tuple[int, int], spans: list[tuple[in
 
 
 def delete_mention(ctx: EditContext, start: int, end: int, error_type: str, name: str,
-                   spans: list[tuple[int, int]] | None = None) -> SpanEdit | None:
+                   spans: list[tuple[int, int]] | None = None,
+                   denial: tuple[int, int] | None = None) -> SpanEdit | None:
     """The sentence when it says nothing else, else the noun phrase with one neighbouring connector."""
     sent = ctx.sentence_of(start)
     if sent is None:
@@ -31,11 +36,15 @@ def delete_mention(ctx: EditContext, start: int, end: int, error_type: str, name
             return None  # never delete the whole response
         s, e = sentence_removal_span(ctx, sent)
         return SpanEdit(s, e, "", error_type, name)
+    toks = ctx.tokens
+    if denial:
+        ed = _drop_normal_word(ctx, denial, error_type, name)
+        if ed is not None:
+            return ed
     j = np_start(ctx, start)
     i = token_index(ctx, end - 1)
     if j < 0 or i < 0:
         return None
-    toks = ctx.tokens
     if i + 1 < len(toks) and toks[i + 1].lower in CONNECTORS and toks[i + 1].start < sent[1]:
         k = i + 1
         while k + 1 < len(toks) and toks[k + 1].lower in CONNECTORS:
@@ -51,6 +60,28 @@ def delete_mention(ctx: EditContext, start: int, end: int, error_type: str, name
         while k > 0 and toks[k - 1].lower in CONNECTORS:
             k -= 1
         s, e = removal_span(ctx, toks[k].start, toks[i].end)
+        return SpanEdit(s, e, "", error_type, name)
+    if not _other_content(ctx, sent, spans or [(start, end)], positive_only=True) and len(ctx.sentences) > 1:
+        # the rest of the sentence only denies other things: dropping it states nothing false
+        s, e = sentence_removal_span(ctx, sent)
+        return SpanEdit(s, e, "", error_type, name)
+    return None
+
+
+def _drop_normal_word(ctx: EditContext, cue: tuple[int, int], error_type: str, name: str) -> SpanEdit | None:
+    """"the lungs are clear without infiltrate" -> "the lungs are without infiltrate";
+    "lungs are expanded and clear" -> "lungs are expanded"."""
+    toks = ctx.tokens
+    i, k = token_index(ctx, cue[0]), token_index(ctx, cue[1] - 1)
+    if i < 0 or k < 0:
+        return None
+    nxt = toks[k + 1].lower if k + 1 < len(toks) else "."
+    prev = toks[i - 1].lower if i > 0 else "."
+    if nxt in {"without", "with", "of"} and prev in {"is", "are", "appear", "appears", "remain", "remains"}:
+        s, e = removal_span(ctx, toks[i].start, toks[k].end)
+        return SpanEdit(s, e, "", error_type, name)
+    if prev == "and" and i >= 2:
+        s, e = toks[i - 1].start - 1, toks[k].end
         return SpanEdit(s, e, "", error_type, name)
     return None
 
@@ -70,12 +101,4 @@ class DeleteFinding:
 
 
 def merge(edits: list[SpanEdit]) -> list[SpanEdit]:
-    """Drop exact duplicates and edits contained in another (two mentions in one deleted sentence)."""
-    out: list[SpanEdit] = []
-    for ed in sorted(set(edits), key=lambda x: (x.start, -x.end)):
-        if out and ed.start < out[-1].end:
-            if ed.end <= out[-1].end and not ed.replacement:
-                continue
-            return []
-        out.append(ed)
-    return out
+    return normalize(edits) or []

@@ -46,4 +46,32 @@ def injection_candidates(ctx: EditContext, rng: random.Random) -> list[tuple[str
             if cue:
                 cands.append(("false_finding", [SpanEdit(cue[0], cue[1], "", "false_finding", "inject")]))
     rng.shuffle(cands)
+    cands.extend(_false_sentence(ctx, rng))
     return cands
+
+
+_PLAUSIBLE = ["pleural_effusion", "pneumothorax", "consolidation", "cardiomegaly", "atelectasis", "edema",
+              "lung_lesion"]
+_SURFACE = {"pleural_effusion": "pleural effusion", "pneumothorax": "pneumothorax", "consolidation":
+            "consolidation", "cardiomegaly": "cardiomegaly", "atelectasis": "atelectasis", "edema":
+            "pulmonary edema", "lung_lesion": "nodule"}
+_WHERE = {"pleural_effusion": True, "pneumothorax": True, "consolidation": True, "atelectasis": True,
+          "lung_lesion": True}
+
+
+def _false_sentence(ctx: EditContext, rng: random.Random) -> list[tuple[str, list[SpanEdit]]]:
+    """Last resort: add one short false finding, preferring one the reference explicitly rules out."""
+    from editors.insertion import insert_sentence
+
+    denied = [f.concept for f in ctx.ref_findings.findings if not f.positive and f.concept in _SURFACE]
+    positive = {f.concept for f in ctx.ref_findings.findings if f.positive}
+    pool = [c for c in dict.fromkeys(denied + _PLAUSIBLE) if c not in positive]
+    out = []
+    for concept in pool[:3]:
+        words = [rng.choice(["small", "mild", "minimal"])] if concept != "cardiomegaly" else ["mild"]
+        if _WHERE.get(concept):
+            words.append(rng.choice(["left", "right"]))
+        words.append(_SURFACE[concept])
+        ed = insert_sentence(ctx, " ".join(words), "false_finding", "inject")
+        out.append(("false_finding", [ed]))
+    return out

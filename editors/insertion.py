@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from editors.apply import normalize
 from editors.base import EditContext, SpanEdit
 from editors.deletion import delete_mention
 from editors.style import sentence
@@ -19,7 +20,7 @@ from pipeline.extract.tokens import tokenize
 
 _SUMMARY = re.compile(r"^\s*(no (acute|active|evidence of acute)|(impression|normal chest)\b)", re.IGNORECASE)
 _LEAD = {"and", "but", "with", "however", "although", "though", "which", "while", "whereas", ",", "also"}
-MAX_WORDS = 14
+MAX_WORDS = 10
 
 
 _NP_AFTER = {"in", "at", "of", "within", "over", "involving", "along", "overlying", "the", "both", "left", "right",
@@ -36,6 +37,20 @@ _NP_BEFORE = {"a", "an", "the", "few", "several", "multiple", "scattered", "foca
               "endotracheal", "aortic", "pulmonary", "pleural", "degenerative", "thoracic", "lumbar", "spinal"}
 
 
+_SIDES = {"left", "right", "bilateral", "both", "upper", "lower", "middle", "base", "bases", "apex", "apices",
+          "hilum", "hilar", "retrocardiac", "perihilar", "lingula", "costophrenic", "midlung", "basilar", "apical"}
+_STOP = {"is", "are", "was", "were", "be", "been", "seen", "noted", "present", "identified", "demonstrated",
+         "visualized", "which", "that", "with", "without", "and", "or", "but", "compatible", "consistent",
+         "suggest", "suggests", "suggesting", "suggestive", "may", "might", "could", "likely", "appears", "appear",
+         "represent", "represents", "related", "due", "secondary", "concerning", "there", "no", "not", "has",
+         "have", "also", "again", "now", "since", "than", "this", "these", "those", "for", "to", "as", "by",
+         "unchanged", "stable", "new", "the", "a", "an", "otherwise", "including", "remains", "remain"}
+
+
+def _word(t) -> bool:
+    return t.text[:1].isalnum()
+
+
 def reference_phrase(reference: str, start: int, end: int) -> str | None:
     """The finding as the reference words it, cut to its noun phrase: modifiers before, a location
     phrase after ("extensive airspace disease in the left base"). Short, and invents nothing."""
@@ -44,16 +59,37 @@ def reference_phrase(reference: str, start: int, end: int) -> str | None:
     if not idx:
         return None
     i, k = idx[0], idx[-1]
-    while i > 0 and toks[i - 1].lower in _NP_BEFORE:
+    n = 0
+    unknown = 0
+    while i > 0 and _word(toks[i - 1]) and (toks[i - 1].lower in _NP_BEFORE or toks[i - 1].lower not in _STOP) \
+            and n < 4 and not toks[i - 1].text.isdigit():
+        unknown += toks[i - 1].lower not in _NP_BEFORE
+        if unknown > 1:
+            break
         i -= 1
+        n += 1
     while i <= k and toks[i].lower in {"a", "an", "the"}:
         i += 1
-    j = k
-    while j + 1 < len(toks) and toks[j + 1].lower in _NP_AFTER and j - k < 7:
+    # head nouns right after the mention ("tracheostomy tube", "degenerative changes")
+    j, n = k, 0
+    while j + 1 < len(toks) and _word(toks[j + 1]) and toks[j + 1].lower not in _STOP \
+            and toks[j + 1].lower not in _NP_AFTER and n < 2 and not toks[j + 1].text.isdigit():
         j += 1
-    while j > k and toks[j].lower in {"in", "at", "of", "within", "over", "the", "both", "along", "involving",
-                                       "overlying"}:
-        j -= 1
+        n += 1
+    # then one location phrase ("in the left base", "of the spine")
+    if j + 1 < len(toks) and toks[j + 1].lower in {"in", "at", "of", "within", "over", "involving", "along",
+                                                   "overlying", "throughout"}:
+        m, n = j + 1, 0
+        while m + 1 < len(toks) and _word(toks[m + 1]) and (toks[m + 1].lower in _NP_AFTER or
+                                                             toks[m + 1].lower not in _STOP | {"in", "at", "of"}) \
+                and n < 5:
+            m += 1
+            n += 1
+        while m > j and toks[m].lower in {"in", "at", "of", "within", "over", "the", "both", "along", "involving",
+                                          "overlying", "throughout"}:
+            m -= 1
+        if any(t.lower in _SIDES for t in toks[j + 1 : m + 1]):
+            j = m  # keep a location phrase only when it says where: side or zone
     return reference[toks[i].start : toks[j].end]
 
 
@@ -118,7 +154,8 @@ class InsertFinding:
             return None
         edits: list[SpanEdit] = []
         for f in error.findings:  # denied mentions: remove the denial first
-            ed = delete_mention(ctx, f.start, f.end, error.error_type, self.name, error.spans)
+            ed = delete_mention(ctx, f.start, f.end, error.error_type, self.name, error.spans,
+                                denial=f.cue_span if f.category == "denial" else None)
             if ed is None:
                 return None
             edits.append(ed)
@@ -131,8 +168,4 @@ class InsertFinding:
                 break
         else:
             edits.append(ins)
-        edits = sorted(set(edits), key=lambda e: (e.start, e.end))
-        for a, b in zip(edits, edits[1:], strict=False):
-            if b.start < a.end:
-                return None
-        return edits
+        return normalize(edits)

@@ -13,6 +13,7 @@ from pipeline.errors import ClinicalError
 
 _NEG_CUES = (("no", "evidence", "of"), ("no", "signs", "of"), ("no", "definite"), ("no",), ("without",),
              ("negative", "for"), ("free", "of"))
+_VERBS = {"show", "shows", "demonstrate", "demonstrates", "reveal", "reveals", "with"}
 _ADVERBS = {"again", "also", "now", "still", "once"}
 _COPULAS = {"is", "are", "appear", "appears", "remain", "remains", "seem", "seems", "look", "looks"}
 
@@ -40,13 +41,13 @@ class NegateFinding:
             while k > 0 and ctx.tokens[k].lower in _ADVERBS:
                 k -= 1
             there_is = k >= 1 and ctx.tokens[k].lower in {"is", "are"} and ctx.tokens[k - 1].lower == "there"
-            clause_start = prev in {".", ";", ":", ","} or there_is
+            clause_start = prev in {".", ";", ":", ","} or there_is or prev in _VERBS
             if not clause_start and prev in _COPULAS and not there_is:
                 # predicate: "the lungs are hyperinflated" -> "the lungs are not hyperinflated"
                 t = ctx.tokens[j]
                 edits.append(SpanEdit(t.start, t.start, "not ", error.error_type, self.name))
                 continue
-            if not clause_start:
+            if not clause_start or prev in {"no", "not", "without"}:
                 return None
             like = ctx.tokens[j].text
             start = ctx.tokens[j].start

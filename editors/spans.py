@@ -13,6 +13,9 @@ NP_MODIFIERS = {
     "middle", "basilar", "apical", "lobe", "lung", "lingular", "retrocardiac", "perihilar", "hilar",
     "xxxx", "linear", "calcified", "chronic", "acute", "old", "diffuse", "dense", "nodular",
     "interstitial", "airspace", "prominent", "borderline", "probable", "possible", "likely", "questionable",
+    "pulmonary", "aortic", "thoracic", "spinal", "vascular", "atherosclerotic", "granulomatous", "prior",
+    "rounded", "rib", "healed", "ageindeterminate", "cm", "mm", "1", "2", "3", "4", "5", "6", "7", "8", "9",
+    "round", "bony", "pleural-based", "cervical", "lumbar", "degenerative", "mediastinal", "cardiac",
     "subsegmental", "apparent", "possibly", "probably", "coarsened", "vague", "bandlike", "definite", "obvious", "significant", "residual", "persistent", "stable",
 }
 ARTICLES = {"a", "an", "some"}

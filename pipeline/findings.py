@@ -30,6 +30,7 @@ class Finding:
     severity: int | None = None
     severity_span: tuple[int, int] | None = None
     laterality_spans: list[tuple[int, int, str]] = field(default_factory=list)
+    cue_span: tuple[int, int] | None = None  # for a denial: the normal word ("clear", "within normal limits")
 
     @property
     def positive(self) -> bool:
@@ -116,5 +117,6 @@ def findings_from_extraction(ex: Extraction, lexicon: Lexicon) -> ReportFindings
                 for denied in sorted(lexicon.normal_denies.get(tconcept, ())):
                     te = ents[t]
                     lo, hi = min(te.start, e.start), max(te.end, e.end)
-                    findings.append(Finding(denied, "absent", lo, hi, ex.text[lo:hi], "denial"))
+                    findings.append(Finding(denied, "absent", lo, hi, ex.text[lo:hi], "denial",
+                                            cue_span=(e.start, e.end)))
     return ReportFindings(ex.text, findings, comparisons)

@@ -105,7 +105,11 @@ class TextPairMaker:
         current = before
         fixed: list[ClinicalError] = []
         unfixed: dict[str, str] = {}
-        for err in sorted(before.errors, key=_priority):
+        quick = self._all_at_once(response, ref, before, ctx)
+        if quick is not None:
+            accepted, current = quick
+            fixed = list(before.errors)
+        for err in sorted(before.errors if quick is None else [], key=_priority):
             if err.key not in current.keys:
                 fixed.append(err)  # an earlier edit fixed it too
                 continue
@@ -149,6 +153,32 @@ class TextPairMaker:
             notes={"errors_found": len(before.errors), "errors_fixed": len(fixed),
                    "unverified": unfixed, "extractor": self.extractor.name},
         )
+
+    def _all_at_once(self, response: str, ref: ReportFindings, before: Analysis,
+                     ctx: EditContext) -> tuple[list[SpanEdit], Analysis] | None:
+        """The common case in one re-extraction: every error's first proposal, applied together, fixes
+        every error and adds none. Otherwise the caller verifies error by error."""
+        merged: list[SpanEdit] = []
+        planned: set[str] = set()
+        for err in sorted(before.errors, key=_priority):
+            if err.error_type == "missed_finding":
+                if self.lexicon.compatible_with(err.concept) & planned:
+                    continue  # "airspace disease" going in also answers a missed "pneumonia"
+                planned.add(err.concept)
+            for editor in self.editors:
+                if err.error_type not in editor.error_types:
+                    continue
+                proposal = editor.propose(err, ctx)
+                if proposal:
+                    nxt = combine(merged, proposal)
+                    if nxt is None:
+                        return None
+                    merged = nxt
+                    break
+            else:
+                return None
+        after = self.analyse(apply_edits(response, merged), ref)
+        return (merged, after) if merged and not after.errors else None
 
     def _inject(self, response: str, reference: str, ref: ReportFindings, before: Analysis, seed: int) -> TextPair:
         if not self.inject_when_correct:

@@ -34,6 +34,9 @@ NEGATION_PRE = {
     ("no",), ("not",), ("without",), ("negative", "for"), ("free", "of"), ("clear", "of"), ("absence", "of"),
     ("absent",), ("neither",), ("nor",), ("never",), ("resolution", "of"), ("removal", "of"), ("no", "longer"),
     ("none",), ("non",), ("rather", "than"),
+    # hypothetical: asked about, not seen ("evaluate for metastatic disease", "could obscure a nodule")
+    ("evaluate", "for"), ("to", "evaluate"), ("rule", "out"), ("could", "obscure"), ("obscure",),
+    ("assess", "for"), ("to", "exclude"), ("evaluation", "for"), ("if", "there", "is"),
 }
 NEGATION_POST = {
     ("not", "seen"), ("not", "identified"), ("not", "present"), ("not", "visualized"), ("not", "demonstrated"),
@@ -45,7 +48,13 @@ TERMINATORS = {"but", "however", "although", "though", "whereas", "except", "whi
                "otherwise", "while", "although"}
 _CUE_SETS = (("pseudo", PSEUDO), ("uncertain_post", UNCERTAIN_POST), ("uncertain_pre", UNCERTAIN_PRE),
              ("negated_post", NEGATION_POST), ("negated_pre", NEGATION_PRE))
-_MAXLEN = max(len(c) for _, s in _CUE_SETS for c in s)
+_BY_FIRST: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+for _kind, _cues in _CUE_SETS:
+    for _c in _cues:
+        _BY_FIRST.setdefault(_c[0], []).append((_c, _kind))
+for _lst in _BY_FIRST.values():  # longest first; at equal length the earlier set (pseudo, uncertain) wins
+    _order = {k: i for i, (k, _) in enumerate(_CUE_SETS)}
+    _lst.sort(key=lambda ck: (-len(ck[0]), _order[ck[1]]))
 
 
 def find_cues(tokens: list[Token], lo: int, hi: int) -> list[tuple[str, int, int]]:
@@ -55,13 +64,10 @@ def find_cues(tokens: list[Token], lo: int, hi: int) -> list[tuple[str, int, int
     i = lo
     while i < hi:
         found = None
-        for n in range(min(_MAXLEN, hi - i), 0, -1):
-            key = tuple(t.lower for t in tokens[i : i + n])
-            for kind, cues in _CUE_SETS:
-                if key in cues:
-                    found = (kind, i, i + n)
-                    break
-            if found:
+        for cue, kind in _BY_FIRST.get(tokens[i].lower, ()):
+            n = len(cue)
+            if i + n <= hi and all(tokens[i + k].lower == cue[k] for k in range(1, n)):
+                found = (kind, i, i + n)
                 break
         if found:
             out.append(found)

@@ -33,6 +33,10 @@ class _Node:
     children: dict[str, _Node] = field(default_factory=dict)
     prefixes: list[tuple[str, tuple[Label, ...]]] = field(default_factory=list)  # last-word prefixes
     labels: tuple[Label, ...] = ()
+    by_head: dict[str, list[tuple[str, tuple[Label, ...]]]] = field(default_factory=dict)  # prefixes by 1st char
+
+    def prefix_hits(self, word: str) -> list[tuple[str, tuple[Label, ...]]]:
+        return [pl for pl in self.by_head.get(word[:1], ()) if word.startswith(pl[0])]
 
 
 @dataclass(frozen=True)
@@ -100,8 +104,12 @@ class Lexicon:
                 if p == last:
                     if label not in labels:
                         node.prefixes[i] = (p, labels + (label,))
-                    return
-            node.prefixes.append((last, (label,)))
+                    break
+            else:
+                node.prefixes.append((last, (label,)))
+            node.by_head = {}
+            for p, labels in node.prefixes:
+                node.by_head.setdefault(p[:1], []).append((p, labels))
         else:
             child = node.children.setdefault(last, _Node())
             if label not in child.labels:
@@ -117,9 +125,10 @@ class Lexicon:
             j = i
             while j < n:
                 w = tokens[j].lower
-                for p, labels in node.prefixes:
-                    if w.startswith(p) and (best is None or best.end_tok <= j):
-                        best = Match(i, j + 1, labels)
+                if node.by_head:
+                    for _p, labels in node.prefix_hits(w):
+                        if best is None or best.end_tok <= j:
+                            best = Match(i, j + 1, labels)
                 nxt = node.children.get(w)
                 if nxt is None:
                     break
