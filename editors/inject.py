@@ -24,7 +24,7 @@ def injection_candidates(ctx: EditContext, rng: random.Random) -> list[tuple[str
     cands: list[tuple[str, list[SpanEdit]]] = []
     for f in ctx.findings.findings:
         if f.positive:
-            for s, e, lat in f.laterality_spans:
+            for s, e, _lat in f.laterality_spans:
                 old = ctx.text[s:e]
                 base = old.lower().split("-")[0].split(" ")[0]
                 if base in _FLIP:

@@ -63,7 +63,10 @@ def reference_phrase(reference: str, start: int, end: int) -> str | None:
     unknown = 0
     while i > 0 and _word(toks[i - 1]) and (toks[i - 1].lower in _NP_BEFORE or toks[i - 1].lower not in _STOP) \
             and n < 4 and not toks[i - 1].text.isdigit():
-        unknown += toks[i - 1].lower not in _NP_BEFORE
+        w = toks[i - 1].lower
+        if w not in _NP_BEFORE and (w.endswith("ed") or w.endswith("ly") or w.endswith("ing")):
+            break  # "incompletely evaluated", "chronic appearing": not part of the finding's name
+        unknown += w not in _NP_BEFORE
         if unknown > 1:
             break
         i -= 1

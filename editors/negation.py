@@ -55,6 +55,9 @@ class NegateFinding:
             keep = [t for t in ctx.tokens[j:i] if t.lower not in ARTICLES and t.lower in
                     {"left", "right", "bilateral", "upper", "lower", "middle", "basilar", "apical", "left-sided",
                      "right-sided", "bibasilar", "lobe", "lung", "retrocardiac", "perihilar"}]
+            if len(keep) == i - j:  # nothing to drop: just put "no" in front
+                edits.append(SpanEdit(start, start, match_case("no", like) + " ", error.error_type, self.name))
+                continue
             kept = " ".join(t.text for t in keep)
             repl = match_case("no", like) + " " + (kept + " " if kept else "")
             edits.append(SpanEdit(start, f.start, repl, error.error_type, self.name))

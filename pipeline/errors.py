@@ -74,7 +74,7 @@ def detect_errors(resp: ReportFindings, ref: ReportFindings, lexicon: Lexicon,
         elif f.concept in ref_pos:
             add("missed_finding", f.concept, ("missed_finding", f.concept), f, kind="denied")
     resp_pos = {f.concept for f in resp.findings if f.positive}
-    for concept, refs in ref_pos.items():
+    for concept in ref_pos:
         if ("missed_finding", concept) in errors:
             continue
         if not resp_pos & lexicon.compatible_with(concept):

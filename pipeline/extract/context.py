@@ -45,7 +45,7 @@ NEGATION_POST = {
     ("are", "negative"), ("unlikely",), ("ruled", "out"), ("no", "longer", "seen"),
 }
 TERMINATORS = {"but", "however", "although", "though", "whereas", "except", "which", "aside", "apart", "yet",
-               "otherwise", "while", "although"}
+               "otherwise", "while"}
 _CUE_SETS = (("pseudo", PSEUDO), ("uncertain_post", UNCERTAIN_POST), ("uncertain_pre", UNCERTAIN_PRE),
              ("negated_post", NEGATION_POST), ("negated_pre", NEGATION_PRE))
 _BY_FIRST: dict[str, list[tuple[tuple[str, ...], str]]] = {}

@@ -1,0 +1,120 @@
+"""`build-pairs eval OUT_DIR`: the project's own quality report on a finished shard folder.
+
+It re-extracts both sides of every pair against its reference, so the figures do not trust what
+the builder recorded: errors per type in `rejected` and `chosen`, errors fixed and errors new,
+the median word-level edit ratio, and how the token masks cover the tokens that differ.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from pipeline.text_pairs import TextPairMaker
+from pipeline.token_masks import differing_token_positions
+
+
+def word_edit_ratio(a: str, b: str) -> float:
+    """Word-level Levenshtein distance over the longer length (0 = same, 1 = nothing shared)."""
+    x, y = a.split(), b.split()
+    if not x and not y:
+        return 0.0
+    prev = list(range(len(y) + 1))
+    for i in range(1, len(x) + 1):
+        cur = [i] + [0] * len(y)
+        for j in range(1, len(y) + 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x[i - 1] != y[j - 1]))
+        prev = cur
+    return prev[-1] / max(len(x), len(y))
+
+
+def _config_text(out_dir: Path):
+    try:
+        cfg = json.loads((out_dir / "manifest.json").read_text()).get("config", {})
+        return type("TextCfg", (), cfg.get("text", {}))()
+    except (OSError, ValueError):
+        return None
+
+
+def evaluate(out_dir: Path, extractor: str | None = None) -> dict:
+    out_dir = Path(out_dir)
+    shards = sorted(out_dir.glob("shard-*.parquet"))
+    if not shards:
+        raise ValueError(f"{out_dir}: no shard-*.parquet files")
+    cfg = _config_text(out_dir)
+    if extractor:
+        cfg = type("TextCfg", (), {**(vars(cfg) if cfg else {}), "extractor": extractor})()
+    maker = TextPairMaker(cfg)
+    before: Counter = Counter()
+    after: Counter = Counter()
+    new_in_chosen = 0
+    fixed = 0
+    found = 0
+    ratios: list[float] = []
+    differing = masked = unmasked_diff = extra = 0
+    pairs = 0
+    by_policy: Counter = Counter()
+    cols = ["reference", "chosen", "rejected", "on_policy", "task", "chosen_input_ids", "rejected_input_ids",
+            "chosen_token_mask", "rejected_token_mask"]
+    for shard in shards:
+        for row in pq.read_table(shard, columns=cols).to_pylist():
+            pairs += 1
+            by_policy[row["on_policy"]] += 1
+            ratios.append(word_edit_ratio(row["rejected"], row["chosen"]))
+            dr, dc = differing_token_positions(row["rejected_input_ids"], row["chosen_input_ids"])
+            cm, rm = row["chosen_token_mask"], row["rejected_token_mask"]
+            differing += len(dr) + len(dc)
+            masked += sum(cm) + sum(rm)
+            unmasked_diff += sum(1 for k in dc if not cm[k]) + sum(1 for k in dr if not rm[k])
+            extra += sum(1 for k, v in enumerate(cm) if v and k not in dc)
+            extra += sum(1 for k, v in enumerate(rm) if v and k not in dr)
+            if row["task"] != "report" or row["on_policy"] != "rejected":
+                continue
+            ref = maker.reference_findings(row["reference"])
+            rej = maker.analyse(row["rejected"], ref)
+            cho = maker.analyse(row["chosen"], ref)
+            for e in rej.errors:
+                before[e.error_type] += 1
+            for e in cho.errors:
+                after[e.error_type] += 1
+            found += len(rej.errors)
+            fixed += len(rej.keys - cho.keys)
+            new_in_chosen += len(cho.keys - rej.keys) > 0
+    manifest = {}
+    if (out_dir / "manifest.json").exists():
+        manifest = json.loads((out_dir / "manifest.json").read_text())
+    return {
+        "pairs": pairs,
+        "on_policy": dict(by_policy),
+        "counts": manifest.get("counts"),
+        "errors_before": dict(before),
+        "errors_after": dict(after),
+        "errors_found": found,
+        "errors_fixed": fixed,
+        "fixed_fraction": round(fixed / found, 4) if found else None,
+        "chosen_with_new_error": new_in_chosen,
+        "median_word_edit_ratio": round(statistics.median(ratios), 4) if ratios else None,
+        "differing_tokens": differing,
+        "differing_tokens_unmasked": unmasked_diff,
+        "masked_tokens": masked,
+        "extra_masked_tokens": extra,
+        "extra_masked_fraction": round(extra / differing, 4) if differing else None,
+    }
+
+
+def format_report(r: dict) -> str:
+    lines = [f"pairs: {r['pairs']}  on_policy: {r['on_policy']}"]
+    if r.get("counts"):
+        lines.append(f"manifest counts: {r['counts']}")
+    lines.append(f"errors in rejected (re-extracted): {r['errors_before']}")
+    lines.append(f"errors in chosen   (re-extracted): {r['errors_after']}")
+    lines.append(f"errors fixed: {r['errors_fixed']}/{r['errors_found']} ({r['fixed_fraction']})  "
+                 f"chosen with a new error: {r['chosen_with_new_error']}")
+    lines.append(f"median word edit ratio: {r['median_word_edit_ratio']}")
+    lines.append(f"mask coverage: {r['differing_tokens']} differing tokens, {r['differing_tokens_unmasked']} unmasked, "
+                 f"{r['extra_masked_tokens']} extra masked ({r['extra_masked_fraction']} of differing)")
+    return "\n".join(lines)

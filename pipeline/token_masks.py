@@ -1,0 +1,87 @@
+"""Character edits to token masks, with the policy's own tokenizer.
+
+The only place where token indices appear. A token is masked when its character span overlaps text
+an edit inserted or replaced (chosen side) or removed or replaced (rejected side); a pure deletion
+masks nothing on the side it removed text from. Because a BPE tokenizer can re-split a word next
+to an edit ("no pleural" -> "pleural" at the start of a text), tokens that differ between the two
+id sequences (aligned with difflib) are masked as well: every differing token is always masked.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from schemas.pair import Edit
+
+SHIPPED_TOKENIZER = Path(__file__).resolve().parents[1] / "medpref_data" / "tokenizer"
+
+
+@lru_cache(maxsize=4)
+def _load(path: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"tokenizer {path!r}: cannot load from a local folder ({str(e).splitlines()[0]})") from e
+
+
+def load_tokenizer(path: str | None):
+    """(tokenizer, name for the manifest). None -> the small tokenizer shipped with medpref."""
+    if path is None:
+        return _load(str(SHIPPED_TOKENIZER)), "medpref_data/tokenizer"
+    return _load(str(path)), str(path)
+
+
+def _mask(offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
+    mask = [0] * len(offsets)
+    if not spans:
+        return mask
+    spans = [(s, e) for s, e in spans if e > s]
+    for k, (a, b) in enumerate(offsets):
+        for s, e in spans:
+            if a < e and s < b:
+                mask[k] = 1
+                break
+    return mask
+
+
+def _encode(tokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    offsets = [(int(a), int(b)) for a, b in enc["offset_mapping"]]
+    # byte-level BPE offsets may include the leading space ("Ġword" -> (4, 9) or (3, 9)); trim it so an
+    # edit that ends right before a space does not mask the next word
+    fixed = []
+    for a, b in offsets:
+        while a < b and text[a].isspace():
+            a += 1
+        fixed.append((a, b))
+    return list(enc["input_ids"]), fixed
+
+
+def token_masks(tokenizer, chosen: str, rejected: str, edits: list[Edit]):
+    """(chosen_ids, rejected_ids, chosen_mask, rejected_mask) for one pair."""
+    c_ids, c_off = _encode(tokenizer, chosen)
+    r_ids, r_off = _encode(tokenizer, rejected)
+    c_mask = _mask(c_off, [(e.chosen_start, e.chosen_end) for e in edits])
+    r_mask = _mask(r_off, [(e.rejected_start, e.rejected_end) for e in edits])
+    diff_r, diff_c = differing_token_positions(r_ids, c_ids)
+    for k in diff_c:
+        c_mask[k] = 1
+    for k in diff_r:
+        r_mask[k] = 1
+    return c_ids, r_ids, c_mask, r_mask
+
+
+def differing_token_positions(a: list[int], b: list[int]) -> tuple[set[int], set[int]]:
+    """Positions of tokens outside the longest common prefix/suffix-aligned matching blocks
+    (difflib), i.e. the tokens that differ between the two id sequences."""
+    import difflib
+
+    sm = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
+    same_a, same_b = set(), set()
+    for blk in sm.get_matching_blocks():
+        same_a.update(range(blk.a, blk.a + blk.size))
+        same_b.update(range(blk.b, blk.b + blk.size))
+    return set(range(len(a))) - same_a, set(range(len(b))) - same_b

@@ -1,0 +1,61 @@
+"""One contract over every registered editor, on errors found in real model reports:
+a proposal stays inside the text, its edits do not overlap, and applying it changes nothing
+outside its spans."""
+
+from __future__ import annotations
+
+import pytest
+
+from editors.apply import apply_edits, normalize
+from editors.base import EditContext
+from editors.registry import EDITORS, get_editor
+from pipeline.text_pairs import TextPairMaker
+
+# Real report sentences recombined so every error type occurs (the IU generations have no severity error).
+_EXTRA = [
+    ("there is a large right pleural effusion . no pneumothorax .", "Small right pleural effusion. No pneumothorax."),
+    ("mild cardiomegaly . the lungs are clear .", "Moderate cardiomegaly. Lungs are clear."),
+]
+
+
+@pytest.fixture(scope="module")
+def cases(iu_generations):
+    maker = TextPairMaker()
+    out = []
+    rows = [(r["generated_report"], r["reference_report"]) for r in iu_generations] + _EXTRA
+    for resp, reference in rows:
+        ref = maker.reference_findings(reference)
+        an = maker.analyse(resp, ref)
+        ctx = EditContext.build(resp, an.findings, reference, ref, maker.lexicon)
+        out.extend((err, ctx) for err in an.errors)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(EDITORS))
+def test_editor_contract(name, cases):
+    editor = get_editor(name)
+    proposals = 0
+    for err, ctx in cases:
+        if err.error_type not in editor.error_types:
+            continue
+        prop = editor.propose(err, ctx)
+        if not prop:
+            continue
+        proposals += 1
+        assert normalize(prop) == sorted(prop, key=lambda e: (e.start, e.end))
+        for ed in prop:
+            assert 0 <= ed.start <= ed.end <= len(ctx.text)
+            assert ed.error_type == err.error_type
+        new = apply_edits(ctx.text, prop)
+        # outside the edits, the text is the original, byte for byte
+        first, last = prop[0], prop[-1]
+        assert new[: first.start] == ctx.text[: first.start]
+        tail = len(ctx.text) - last.end
+        assert new[len(new) - tail :] == ctx.text[last.end :] if tail else True
+    assert proposals > 0, f"editor {name} proposed nothing on real data"
+
+
+def test_unknown_editor_lists_valid_names():
+    with pytest.raises(ValueError) as e:
+        get_editor("rewrite-everything")
+    assert "valid editors" in str(e.value) and "negation" in str(e.value)
