@@ -7,6 +7,7 @@ and never needs to know how verification works.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -45,7 +46,7 @@ class EditContext:
     reference: str
     ref_findings: ReportFindings
     lexicon: Lexicon
-    tokens: list[Token] = field(default_factory=list)
+    tokens: Sequence[Token] = ()
     sentences: list[tuple[int, int]] = field(default_factory=list)  # char spans incl. final punctuation
     style: Style | None = None
     doomed: set[tuple[int, int]] = field(default_factory=set)  # spans of all false findings: deletable together

@@ -7,6 +7,8 @@ that only look like cues, scope that ends at the clause boundary and at "but") i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pipeline.extract.tokens import Token
 
 # Multi-word cues are tuples of lower-cased tokens. Longest cue wins at a position.
@@ -57,7 +59,7 @@ for _lst in _BY_FIRST.values():  # longest first; at equal length the earlier se
     _lst.sort(key=lambda ck: (-len(ck[0]), _order[ck[1]]))
 
 
-def find_cues(tokens: list[Token], lo: int, hi: int) -> list[tuple[str, int, int]]:
+def find_cues(tokens: Sequence[Token], lo: int, hi: int) -> list[tuple[str, int, int]]:
     """Cues in tokens[lo:hi] as (kind, start_tok, end_tok). Uncertainty outranks negation at a position
     ("cannot exclude" is uncertain, not negated), pseudo-triggers swallow their words."""
     out: list[tuple[str, int, int]] = []

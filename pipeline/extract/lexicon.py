@@ -7,6 +7,7 @@ medpref_data/lexicon/chest_xray.yaml; `text.lexicon` in the config swaps in anot
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -115,7 +116,7 @@ class Lexicon:
             if label not in child.labels:
                 child.labels = child.labels + (label,)
 
-    def match(self, tokens: list[Token]) -> list[Match]:
+    def match(self, tokens: Sequence[Token]) -> list[Match]:
         """Greedy longest matches, left to right, non-overlapping."""
         out: list[Match] = []
         i, n = 0, len(tokens)

@@ -9,6 +9,8 @@ Observation `located_at` the anatomy it describes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pipeline.extract.context import TERMINATORS, certainty_of, find_cues
 from pipeline.extract.lexicon import Lexicon, Match, load_lexicon
 from pipeline.extract.tokens import Token, tokenize
@@ -25,7 +27,7 @@ _GENERIC_ABNORMAL = {"abnormality", "abnormalities", "disease", "process", "find
 _COPULAS = {"is", "are", "appear", "appears", "remain", "remains", "seem", "seems", "was", "were", "be"}
 
 
-def split_clauses(tokens: list[Token], text: str) -> list[tuple[int, int, int]]:
+def split_clauses(tokens: Sequence[Token], text: str) -> list[tuple[int, int, int]]:
     """(sentence_index, start_tok, end_tok) for each clause, punctuation included in the clause."""
     out: list[tuple[int, int, int]] = []
     sent, start = 0, 0
@@ -117,7 +119,7 @@ class RuleExtractor:
             relations.extend(self._relate(tokens, cms, ids, lo, hi))
         return Extraction(text=text, entities=entities, relations=relations)
 
-    def _normal_after(self, tokens: list[Token], cms: list[Match], m: Match, hi: int, cert: str) -> str:
+    def _normal_after(self, tokens: Sequence[Token], cms: list[Match], m: Match, hi: int, cert: str) -> str:
         """ "vascular engorgement appears within normal limits": a normal word after a copula that
         follows the finding, with no anatomy in between, denies it."""
         if cert != "present":
@@ -176,7 +178,7 @@ class RuleExtractor:
                                 rels.append(Relation("located_at", eid, oid))
         return rels
 
-    def _add_abbreviations(self, text: str, tokens: list[Token], matches: list[Match]) -> list[Match]:
+    def _add_abbreviations(self, text: str, tokens: Sequence[Token], matches: list[Match]) -> list[Match]:
         """Short forms defined in the text ("chronic obstructive pulmonary disease (COPD)") take the
         concept of their long form, via scispacy's AbbreviationDetector."""
         from pipeline.extract.abbreviations import abbreviation_spans

@@ -32,7 +32,13 @@ def _tokenizer():
     return combined_rule_tokenizer(nlp)
 
 
-def tokenize(text: str) -> list[Token]:
+@lru_cache(maxsize=4096)
+def tokenize(text: str) -> tuple[Token, ...]:
+    """Tokens of `text` (cached: a response is tokenized by the extractor and again by the editors)."""
+    return tuple(_tokenize(text))
+
+
+def _tokenize(text: str) -> list[Token]:
     out: list[Token] = []
     for t in _tokenizer()(text):
         s = t.text
