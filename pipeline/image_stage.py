@@ -33,6 +33,7 @@ from corruptors.lungs import estimate_lung_fields
 from corruptors.masks import LesionError, boxes_mask, lesion_masks
 from corruptors.png import encode_mask, encode_png
 from schemas.pair import Corruption, ImageRef
+from schemas.sample import Lesion
 
 MAX_IMAGE_BYTES = 256 * 1024 * 1024
 _KEEP_MODES = ("L", "RGB")
@@ -184,7 +185,7 @@ def _validate(images: Sequence[np.ndarray]) -> None:
 
 def corrupt_images(
     images: list[np.ndarray],
-    lesions: list,
+    lesions: list[Lesion],
     locations: list[dict],
     *,
     method: str = "noise",
