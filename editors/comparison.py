@@ -51,6 +51,9 @@ class DeleteComparison:
                     j -= 1
                 while k + 1 < len(toks) and toks[k + 1].lower in _DROP_AFTER:
                     k += 1
+            if k + 1 < len(toks) and toks[k + 1].lower == "," and (j == 0 or toks[j - 1].lower in {".", ":"}
+                                                                  or toks[j - 1].end < toks[j].start - 1):
+                k += 1  # "As compared to the previous radiograph, there is ..." -> "there is ..."
             a, b = removal_span(ctx, toks[j].start, toks[k].end)
             edits.append(SpanEdit(a, b, "", error.error_type, self.name))
         return normalize(edits)

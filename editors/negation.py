@@ -56,8 +56,17 @@ class NegateFinding:
                     {"left", "right", "bilateral", "upper", "lower", "middle", "basilar", "apical", "left-sided",
                      "right-sided", "bibasilar", "lobe", "lung", "retrocardiac", "perihilar"}]
             if len(keep) == i - j:  # nothing to drop: just put "no" in front
-                edits.append(SpanEdit(start, start, match_case("no", like) + " ", error.error_type, self.name))
+                t0 = ctx.tokens[j]
+                if t0.text[:1].isupper() and not t0.text.isupper():
+                    # "Left-sided pacemaker" -> "No left-sided pacemaker"
+                    edits.append(SpanEdit(t0.start, t0.start + 1, "No " + t0.text[0].lower(), error.error_type,
+                                          self.name))
+                else:
+                    edits.append(SpanEdit(start, start, match_case("no", like) + " ", error.error_type, self.name))
                 continue
+            if keep and like[:1].isupper() and not keep[0].text.isupper():
+                keep[0] = type(keep[0])(keep[0].text[0].lower() + keep[0].text[1:], keep[0].lower, keep[0].start,
+                                        keep[0].end)
             kept = " ".join(t.text for t in keep)
             repl = match_case("no", like) + " " + (kept + " " if kept else "")
             edits.append(SpanEdit(start, f.start, repl, error.error_type, self.name))

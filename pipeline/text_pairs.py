@@ -216,11 +216,12 @@ def _key_str(key: tuple) -> str:
 def _locations(errors: list[ClinicalError], ref: ReportFindings) -> list[dict]:
     """Anatomy of the findings the pair is about, for report-driven lesion masks."""
     diseased = sorted({lat for f in ref.findings if f.positive for lat in f.laterality})
-    out = []
+    out: dict[tuple, dict] = {}
     for err in errors:
         for f in list(err.ref_findings) + list(err.findings):
             if f.category == "denial":
                 continue
-            out.append({"concept": f.concept, "laterality": next(iter(sorted(f.laterality)), None),
-                        "zone": next(iter(sorted(f.zones)), None), "diseased_sides": diseased})
-    return out
+            loc = {"concept": f.concept, "laterality": next(iter(sorted(f.laterality)), None),
+                   "zone": next(iter(sorted(f.zones)), None), "diseased_sides": diseased}
+            out.setdefault((loc["concept"], loc["laterality"], loc["zone"]), loc)
+    return list(out.values())
