@@ -28,3 +28,9 @@ def shared_path(*parts: str) -> Path:
 def iu_generations() -> list[dict]:
     path = shared_path("iu_xray_model_generations", "generations.jsonl")
     return [json.loads(line) for line in path.open()]
+
+
+@pytest.fixture(scope="session")
+def shared():
+    """shared("folder", "file") -> Path under ../shared/data, skipping the test when it is absent."""
+    return shared_path

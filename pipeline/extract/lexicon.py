@@ -155,13 +155,40 @@ def _canonical(phrases: list[str]) -> str:
     return phrases[0].rstrip("*")
 
 
+def _chexpert_phrases(folder: Path) -> dict:
+    """A CheXpert-labeler phrase folder (`mention/<finding>.txt`, one phrase per line) as findings.
+
+    CheXpert phrases are matched as substrings there; here a phrase's last word becomes a prefix."""
+    findings: dict[str, dict] = {}
+    for f in sorted((folder / "mention").glob("*.txt")):
+        if f.stem == "no_finding":
+            continue
+        phrases = [ln.strip().lstrip("_") for ln in f.read_text().splitlines() if ln.strip()]
+        findings[f.stem] = {"phrases": [p if p.endswith("*") else p + "*" for p in phrases]}
+    return findings
+
+
 @lru_cache(maxsize=8)
 def load_lexicon(path: str | None = None) -> Lexicon:
+    """The default lexicon, another YAML lexicon, or a CheXpert-style phrase folder whose findings
+    are added to the default's (anatomy, laterality, zones and rules still come from the default)."""
     p = Path(path) if path else DEFAULT_LEXICON
     try:
-        data = yaml.safe_load(p.read_text())
+        if p.is_dir():
+            if not (p / "mention").is_dir():
+                raise ValueError(f"lexicon {p}: a folder lexicon needs mention/<finding>.txt files")
+            data = yaml.safe_load(DEFAULT_LEXICON.read_text())
+            extra = _chexpert_phrases(p)
+            for concept, spec in extra.items():
+                if concept in data["findings"]:
+                    data["findings"][concept]["phrases"] = list(dict.fromkeys(
+                        data["findings"][concept]["phrases"] + spec["phrases"]))
+                else:
+                    data["findings"][concept] = spec
+        else:
+            data = yaml.safe_load(p.read_text())
     except OSError as e:
         raise ValueError(f"lexicon {p}: cannot read ({e.strerror})") from e
-    if not isinstance(data, dict):
-        raise ValueError(f"lexicon {p}: expected a YAML mapping")
+    if not isinstance(data, dict) or "findings" not in data:
+        raise ValueError(f"lexicon {p}: expected a YAML mapping with a 'findings' section")
     return Lexicon(data, source=str(p))
