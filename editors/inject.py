@@ -41,6 +41,11 @@ def injection_candidates(ctx: EditContext, rng: random.Random) -> list[tuple[str
                 if neg:
                     cands.append(("missed_finding", [SpanEdit(x.start, x.end, x.replacement, "missed_finding",
                                                               "inject") for x in neg]))
+        elif f.category == "denial" and f.concept == "cardiomegaly" and f.cue_span:
+            # "heart size is normal" -> "heart size is enlarged"
+            s, e = f.cue_span
+            cands.append(("false_finding", [SpanEdit(s, e, match_case("enlarged", ctx.text[s:e]), "false_finding",
+                                                     "inject")]))
         elif f.category == "finding":
             cue = negation_cue_before(ctx, f.start)
             if cue:

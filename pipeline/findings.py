@@ -109,6 +109,20 @@ def findings_from_extraction(ex: Extraction, lexicon: Lexicon) -> ReportFindings
                     f.laterality.add(mconcept)
                     f.laterality_spans.append((ents[m].start, ents[m].end, mconcept))
             findings.append(f)
+        elif cat == "abnormal" and concept in lexicon.abnormal:
+            # "the cardiac silhouette is mildly enlarged": a finding named by its anatomy
+            for t in located.get(e.id, []):
+                tc, tconcept = cats.get(t, (None, None))
+                finding = lexicon.abnormal[concept].get(tconcept) if tc == "anatomy" else None
+                if finding is None:
+                    continue
+                f = Finding(finding, e.certainty, e.start, e.end, e.text, "finding")
+                for m in modified_by.get(e.id, []):
+                    mc, mconcept = cats.get(m, (None, None))
+                    if mc == "severity" and mconcept and mconcept.isdigit():
+                        f.severity, f.severity_span = int(mconcept), (ents[m].start, ents[m].end)
+                findings.append(f)
+                break
         elif (cat == "normal" and e.certainty == "present") or (cat == "abnormality" and e.certainty == "absent"):
             for t in located.get(e.id, []):
                 tc, tconcept = cats.get(t, (None, None))

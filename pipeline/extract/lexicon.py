@@ -19,7 +19,7 @@ from pipeline.extract.tokens import Token, phrase_tokens
 DEFAULT_LEXICON = Path(__file__).resolve().parents[2] / "medpref_data" / "lexicon" / "chest_xray.yaml"
 
 # Categories a phrase can carry. Findings and devices are Observations; the rest describe them.
-OBSERVATION_CATEGORIES = ("finding", "device", "severity", "comparison", "normal")
+OBSERVATION_CATEGORIES = ("finding", "device", "severity", "comparison", "normal", "abnormal")
 ANATOMY_CATEGORIES = ("anatomy", "laterality", "zone")
 
 
@@ -83,6 +83,10 @@ class Lexicon:
             self._add(p, Label("comparison", "comparison"))
         for p in data.get("normal_words") or []:
             self._add(p, Label("normal", "normal"))
+        self.abnormal: dict[str, dict[str, str]] = {}
+        for p, by_anatomy in (data.get("abnormal_words") or {}).items():
+            self._add(p, Label("abnormal", p))
+            self.abnormal[p] = dict(by_anatomy)
         self.normal_denies: dict[str, set[str]] = {
             k: set(v) for k, v in (data.get("normal_denies") or {}).items()
         }

@@ -97,9 +97,9 @@ class RuleExtractor:
                         cert = certainty_of(m.start_tok, m.end_tok, cues, has_after)
                         cert = self._normal_after(tokens, cms, m, hi, cert)
                         kind = "Observation"
-                    elif lab.category in ("severity", "comparison", "normal"):
+                    elif lab.category in ("severity", "comparison", "normal", "abnormal"):
                         cert = certainty_of(m.start_tok, m.end_tok, cues, has_after) \
-                            if lab.category == "normal" else "present"
+                            if lab.category in ("normal", "abnormal") else "present"
                         kind = "Observation"
                     else:
                         cert, kind = "present", "Anatomy"
@@ -142,7 +142,7 @@ class RuleExtractor:
         order = sorted(cms, key=lambda m: m.start_tok)
         for idx, m in enumerate(order):
             for eid, _, cat in ids[m.start_tok]:
-                if cat in ("finding", "device"):
+                if cat in ("finding", "device", "abnormal"):
                     # modifiers directly before: severity, laterality, zone, anatomy
                     j = idx - 1
                     while j >= 0:
@@ -171,7 +171,7 @@ class RuleExtractor:
                         for nid, _, _ in ids[nxt.start_tok]:
                             rels.append(Relation("located_at", eid, nid))
                         j += 1
-                elif cat == "normal":
+                if cat in ("normal", "abnormal"):
                     for other in order:
                         for oid, _, ocat in ids[other.start_tok]:
                             if ocat == "anatomy":
@@ -199,4 +199,4 @@ class RuleExtractor:
 
 
 def _is_target(m: Match) -> bool:
-    return any(lab.category in ("finding", "device", "normal") for lab in m.labels)
+    return any(lab.category in ("finding", "device", "normal", "abnormal") for lab in m.labels)
