@@ -1,0 +1,1 @@
+"""Prefect orchestration of the build (the only package that imports Prefect)."""

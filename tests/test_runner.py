@@ -1,0 +1,249 @@
+"""The runner on a manifest with every kind of bad line: each response ends as one pair or one reject,
+bad lines are rejects that name the line and field, and nothing stops the good samples."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+import pipeline.process as process_mod
+import pipeline.runner as runner_mod
+from pipeline.config import load_config
+from pipeline.importers import import_samples
+from pipeline.runner import RunError, run
+from pipeline.samplers import register_sampler
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+IU_DIR = DATA / "iu_xray_model_generations"
+NIH_IMAGE = DATA / "nih_cxr14_txv_test_images" / "images" / "00000001_000.png"
+
+pytestmark = pytest.mark.skipif(not IU_DIR.exists() or not NIH_IMAGE.exists(), reason="../shared/data is absent")
+
+
+@pytest.fixture(scope="module")
+def iu_records() -> list[dict]:
+    records = []
+    for r in import_samples("iu-generations", IU_DIR):
+        records.append(r)
+        if len(records) == 8:
+            break
+    return records
+
+
+def dump(record: dict) -> bytes:
+    return json.dumps(record).encode()
+
+
+@pytest.fixture()
+def messy_manifest(tmp_path, iu_records) -> Path:
+    """Real IU and NIH samples mixed with each kind of broken line (line numbers in comments)."""
+    folder = tmp_path / "manifest"
+    (folder / "images").mkdir(parents=True)
+    shutil.copyfile(NIH_IMAGE, folder / "images" / NIH_IMAGE.name)
+    (folder / "images" / "not-a-png.png").write_text("this is text, not an image")
+    a, b, c, d = iu_records[:4]
+    lines = [
+        dump({**a, "site": "indiana"}),                                            # 1 ok; unknown key -> meta
+        b'{"sample_id": "broken", "task": "report", "reference": ',                # 2 invalid JSON
+        b'{"sample_id": "latin1", "reference": "Heart size normal \xe9"}',         # 3 invalid UTF-8
+        dump({**b, "responses": ["   ", b["responses"][0]]}),                      # 4 one empty response
+        dump({k: v for k, v in c.items() if k != "reference"}),                    # 5 missing reference
+        dump({**d, "task": "caption"}),                                            # 6 unknown task
+        dump({**a, "reference": "duplicate"}),                                     # 7 duplicate id
+        b"",                                                                       # 8 blank: skipped
+        dump({"sample_id": "nih-1", "task": "report", "prompt": "Describe the findings.",   # 9 real image
+              "images": ["images/00000001_000.png"], "reference": "Cardiomegaly. No pleural effusion.",
+              "responses": ["The heart is normal in size. There is a small left pleural effusion."],
+              "lesions": [{"label": "Cardiomegaly", "box": [150, 250, 400, 420], "image": 0}]}),
+        dump({**iu_records[4], "sample_id": "outside", "images": ["../../etc/hostname"]}),  # 10 outside
+        dump({**iu_records[5], "sample_id": "unreadable", "images": ["images/not-a-png.png"]}),  # 11
+        dump({**iu_records[6], "sample_id": "no-responses", "responses": []}),     # 12 nothing to pair
+        dump({**iu_records[7], "responses": ["x" * 6000]}),                         # 13 too long (config)
+    ]
+    path = folder / "samples.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def run_dir(path: Path, out: Path, **overrides):
+    cfg = load_config(None, {"text.max_response_chars": 5000, "output.shard_size": 2, "sampler.batch_size": 3,
+                             **overrides})
+    return run(path, out, cfg, progress=False)
+
+
+def read_out(out: Path):
+    manifest = json.loads((out / "manifest.json").read_text())
+    pairs = pq.ParquetDataset([str(out / s) for s in manifest["shards"]]).read().to_pylist() if manifest["shards"] else []
+    rejects = pq.read_table(out / "rejects.parquet").to_pylist()
+    return manifest, pairs, rejects
+
+
+def test_bad_lines_become_rejects_and_good_samples_succeed(tmp_path, messy_manifest, iu_records):
+    summary = run_dir(messy_manifest, tmp_path / "out")
+    manifest, pairs, rejects = read_out(tmp_path / "out")
+    by_reason = {}
+    for r in rejects:
+        by_reason.setdefault(r["reason"], []).append(r)
+
+    (bad_json,) = by_reason["invalid_json"]
+    assert bad_json["sample_id"] == "line-2" and bad_json["detail"].startswith("line 2:")
+    (bad_utf8,) = by_reason["invalid_utf8"]
+    assert bad_utf8["detail"].startswith("line 3:")
+    (missing,) = by_reason["missing_reference"]
+    assert missing["sample_id"] == iu_records[2]["sample_id"] and "field 'reference'" in missing["detail"]
+    (unknown,) = by_reason["unknown_task"]
+    assert "line 6" in unknown["detail"] and "field 'task'" in unknown["detail"] and "caption" in unknown["detail"]
+    (dup,) = by_reason["duplicate_sample_id"]
+    assert "line 7" in dup["detail"] and "field 'sample_id'" in dup["detail"]
+    (empty,) = by_reason["empty_response"]
+    assert (empty["sample_id"], empty["response_index"]) == (iu_records[1]["sample_id"], 0)
+    assert [r["sample_id"] for r in by_reason["path_outside_manifest"]] == ["outside"]
+    assert [r["sample_id"] for r in by_reason["image_unreadable"]] == ["unreadable"]
+    assert [(r["sample_id"], r["response_index"]) for r in by_reason["no_responses"]] == [("no-responses", -1)]
+    assert [r["sample_id"] for r in by_reason["response_too_long"]] == [iu_records[7]["sample_id"]]
+    assert all(r["reason"] != "internal_error" for r in rejects)
+
+    # every response of every parsed sample is exactly one pair or one reject row
+    responses = {"nih-1": 1, "outside": 1, "unreadable": 1, "no-responses": 0,
+                 iu_records[0]["sample_id"]: 1, iu_records[1]["sample_id"]: 2, iu_records[7]["sample_id"]: 1}
+    for sid, n in responses.items():
+        rows = [p for p in pairs if p["sample_id"] == sid] + [
+            r for r in rejects if r["sample_id"] == sid and r["response_index"] >= 0]
+        assert len(rows) == n, sid
+    assert manifest["counts"] == {"samples": 12, "responses": sum(responses.values()), "pairs": len(pairs),
+                                  "rejects": len(rejects)}
+    assert summary.counts == manifest["counts"]
+
+    # the good samples became pairs: the NIH one with its corrupted image, the text-only ones without
+    nih = [p for p in pairs if p["sample_id"] == "nih-1"]
+    assert len(nih) == 1, [r for r in rejects if r["sample_id"] == "nih-1"]
+    assert len(nih[0]["images"]) == len(nih[0]["corrupted_images"]) == 1
+    assert nih[0]["corrupted_images"][0]["bytes"] != nih[0]["images"][0]["bytes"]
+    assert nih[0]["corruption"]["method"] == "noise"
+    for p in pairs:
+        assert len(p["chosen_input_ids"]) == len(p["chosen_token_mask"])
+        assert len(p["rejected_input_ids"]) == len(p["rejected_token_mask"])
+        assert p["chosen"] != p["rejected"] and p["edits"]
+        assert sum(p["chosen_token_mask"]) + sum(p["rejected_token_mask"]) > 0
+        meta = json.loads(p["meta"])
+        assert meta["sampler"] == "replay" and meta["extractor"] == "rules"
+        if not p["images"]:
+            assert p["corrupted_images"] == [] and p["corruption"]["reason"]
+    first = [p for p in pairs if p["sample_id"] == iu_records[0]["sample_id"]]
+    for p in first:
+        assert json.loads(p["meta"])["manifest_meta"]["site"] == "indiana"
+
+
+def test_same_input_same_tables_and_seed_changes_ids(tmp_path, messy_manifest):
+    run_dir(messy_manifest, tmp_path / "a")
+    run_dir(messy_manifest, tmp_path / "b", **{"output.shard_size": 50})
+    run_dir(messy_manifest, tmp_path / "c", seed=5)
+    _, pa_, ra = read_out(tmp_path / "a")
+    _, pb, rb = read_out(tmp_path / "b")
+    _, pc, _ = read_out(tmp_path / "c")
+    assert pa_ == pb and ra == rb  # the shard layout never changes a row
+    assert pa_ and {p["pair_id"] for p in pa_}.isdisjoint(p["pair_id"] for p in pc)
+
+
+def test_unexpected_exception_is_one_reject_not_a_crash(tmp_path, messy_manifest, iu_records, monkeypatch):
+    real_make = process_mod.TextPairMaker.make
+    poisoned = iu_records[0]["responses"][0]
+
+    def make(self, response, *args, **kwargs):
+        if response == poisoned:
+            raise KeyError("simulated\nbug")
+        return real_make(self, response, *args, **kwargs)
+
+    monkeypatch.setattr(process_mod.TextPairMaker, "make", make)
+    run_dir(messy_manifest, tmp_path / "out")
+    manifest, pairs, rejects = read_out(tmp_path / "out")
+    (internal,) = [r for r in rejects if r["reason"] == "internal_error"]
+    assert internal["sample_id"] == iu_records[0]["sample_id"] and internal["stage"] == "text"
+    assert internal["detail"] == "KeyError: 'simulated\\nbug'" and "\n" not in internal["detail"]
+    assert any(p["sample_id"] == "nih-1" for p in pairs)
+
+
+def test_crash_mid_run_then_resume_gives_the_same_tables(tmp_path, messy_manifest, monkeypatch):
+    layout = {"output.shard_size": 1, "sampler.batch_size": 2}
+    run_dir(messy_manifest, tmp_path / "clean", **layout)
+    real_write = runner_mod.write_results
+    calls = {"n": 0}
+
+    def crashing_write(ctx, results):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt  # the process dies between batches
+        real_write(ctx, results)
+
+    monkeypatch.setattr(runner_mod, "write_results", crashing_write)
+    with pytest.raises(KeyboardInterrupt):
+        run_dir(messy_manifest, tmp_path / "out", **layout)
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    assert list((tmp_path / "out").glob("shard-*.parquet"))
+    monkeypatch.setattr(runner_mod, "write_results", real_write)
+    with pytest.raises(RunError, match="--resume"):
+        run_dir(messy_manifest, tmp_path / "out", **layout)
+    cfg = load_config(None, {"text.max_response_chars": 5000, **layout})
+    run(messy_manifest, tmp_path / "out", cfg, resume=True, progress=False)
+    clean, out = read_out(tmp_path / "clean"), read_out(tmp_path / "out")
+    assert out[1] == clean[1] and out[2] == clean[2]
+    assert out[0]["counts"] == clean[0]["counts"] and out[0]["shards"] == clean[0]["shards"]
+    ids = [p["pair_id"] for p in out[1]]
+    assert len(ids) == len(set(ids))
+
+
+def test_samples_without_responses_go_to_the_sampler(tmp_path, iu_records):
+    """A registered backend gets the samples lacking responses in batches; replay rejects them."""
+    generated = {r["sample_id"]: r["responses"][0] for r in iu_records}
+    normalized = {r["sample_id"]: r["meta"]["reference_report_normalized"] for r in iu_records}
+    calls = []
+
+    class LookupSampler:  # the IU model's real generations, served as if sampled
+        name = "lookup-test"
+
+        def __init__(self, config):
+            self.config = config
+
+        def sample(self, samples, n, seed):
+            calls.append(([s.sample_id for s in samples], n, seed))
+            return [[generated[s.sample_id], normalized[s.sample_id]][:n] for s in samples]
+
+    register_sampler("lookup-test", LookupSampler)
+    path = tmp_path / "samples.jsonl"
+    path.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "responses"}) + "\n" for r in iu_records[:5]))
+    run_dir(path, tmp_path / "out", **{"sampler.name": "lookup-test", "sampler.num_samples": 2,
+                                       "sampler.model": "iu-qwen", "sampler.batch_size": 2, "seed": 9})
+    manifest, pairs, rejects = read_out(tmp_path / "out")
+    assert [len(ids) for ids, _, _ in calls] == [2, 2, 1] and all(c[1:] == (2, 9) for c in calls)
+    assert manifest["counts"]["responses"] == 10 and len(pairs) + len(rejects) == 10
+    for p in pairs:
+        meta = json.loads(p["meta"])
+        assert (meta["sampler"], meta["model"], meta["sampling"]["num_samples"]) == ("lookup-test", "iu-qwen", 2)
+
+    run_dir(path, tmp_path / "replay")
+    _, pairs, rejects = read_out(tmp_path / "replay")
+    assert pairs == [] and [r["reason"] for r in rejects] == ["no_responses"] * 5
+
+
+def test_cannot_run_at_all_raises_and_leaves_no_manifest(tmp_path, messy_manifest):
+    with pytest.raises(RunError, match="cannot read manifest"):
+        run_dir(tmp_path / "missing.jsonl", tmp_path / "out1")
+    assert not (tmp_path / "out1").exists()
+    with pytest.raises(RunError, match="it is a folder"):
+        run_dir(tmp_path, tmp_path / "out2")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(RunError, match="not writable"):
+        run_dir(messy_manifest, blocker / "out")
+
+
+def test_byte_order_mark_and_crlf_lines_parse(tmp_path, iu_records):
+    path = tmp_path / "samples.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b"\r\n".join(dump(r) for r in iu_records[:2]) + b"\r\n")
+    items = list(runner_mod.read_manifest(path))
+    assert [it.sample.sample_id for it in items] == [r["sample_id"] for r in iu_records[:2]]
+    assert items[1].sample.reference == iu_records[1]["reference"]
