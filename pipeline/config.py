@@ -57,6 +57,7 @@ class TextConfig(_Section):
     """How the text side of a pair is made (read by ``pipeline.text_pairs.TextPairMaker``)."""
 
     extractor: str = "rules"
+    lexicon: str | None = None  # a lexicon YAML or a CheXpert-style phrase folder; None: the shipped one
     editors: list[str] | None = None  # None: every registered editor
     inject_when_correct: bool = True
     max_response_chars: int = Field(100_000, ge=1)
@@ -68,7 +69,7 @@ class ImageConfig(_Section):
     enabled: bool = True
     method: str = "noise"
     margin: int = Field(16, ge=0)
-    sigma: float = Field(45.0, ge=0.0)
+    sigma: float = Field(45.0, gt=0.0)
     fallback_sigma: float = Field(12.0, ge=0.0)
 
 
