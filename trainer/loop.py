@@ -1,0 +1,275 @@
+"""The training recipe: shards in, a preference-tuned model and RUN_DIR/metrics.jsonl out.
+
+Read `train()` top to bottom: device and precision, model and reference, data, optimiser and schedule,
+resume, the loop (gradient accumulation, clipping, metrics, checkpoints), the final save. The objective
+itself lives in trainer/losses.py; `preference_step` below only gathers its inputs from one batch.
+
+Precision: fp32 on the CPU; on a GPU the policy keeps fp32 weights and runs under bf16 autocast (small
+DPO learning rates vanish in bf16 weights), the frozen reference is stored in bf16.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+from transformers import AutoModelForImageTextToText, get_cosine_schedule_with_warmup
+
+from trainer.data import (
+    BatchStream,
+    PairBatch,
+    PairEncoder,
+    PairShards,
+    read_manifest_tokenizer,
+    shard_files,
+)
+from trainer.losses import preference_loss, sequence_logps, token_kl
+from trainer.model import Reference, RefLogpsCache, add_lora, load_policy, response_logits, save_pretrained
+from trainer.presets import Preset, get_preset
+
+log = logging.getLogger(__name__)
+
+TINY_LR = 5e-3  # random tiny weights need large steps to move within a few dozen steps
+MODEL_LR = 5e-7  # a usual DPO learning rate for a pretrained model
+
+
+@dataclass
+class TrainConfig:
+    shards: Path
+    out: Path
+    model: Path | None = None  # None: build the tiny random-weight model into OUT/tiny-model
+    steps: int = 100
+    preset: str = "fire-mpo"
+    lr: float | None = None  # None: TINY_LR for the tiny model, MODEL_LR otherwise
+    batch_size: int = 4
+    grad_accum: int = 1
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    save_every: int = 0  # 0: checkpoint only at the end
+    keep_checkpoints: int = 2
+    resume: bool = False
+    lora: bool = False
+    lora_r: int = 16
+    cache_ref: bool = False
+    max_length: int | None = None
+    precision: str = "auto"  # auto | fp32 | bf16-mixed
+    device: str | None = None
+    num_workers: int = 0
+    progress: bool = True
+    beta: float | None = None
+    gamma: float | None = None
+    lambda_: float | None = None
+    alpha: float | None = None
+
+
+def preference_step(
+    policy, reference: Reference, batch: PairBatch, preset: Preset, cache: RefLogpsCache | None = None
+) -> tuple[Tensor, dict[str, float]]:
+    """Per-pair losses [B] and metrics of one batch: the forwards that feed `preference_loss`."""
+    n = batch.num_pairs
+    mask = batch.edit_mask if preset.use_edit_masks else batch.response_mask
+    resp_len = batch.labels.shape[1]
+
+    # Clean images: policy and reference log-probs of every response token (chosen rows, then rejected).
+    logits = response_logits(policy, batch)
+    logps = sequence_logps(logits, batch.labels, batch.response_mask)
+    ref_logps = cache.lookup(batch.pair_ids, "clean", resp_len, logps.device) if cache else None
+    kl_forward = kl_reverse = None
+    if ref_logps is None or preset.needs_kl:
+        with reference.active() as ref:
+            ref_logits = response_logits(ref, batch)
+        ref_logps = sequence_logps(ref_logits, batch.labels, batch.response_mask)
+        if cache is not None:
+            cache.store(batch.pair_ids, "clean", ref_logps, batch.response_mask)
+        if preset.needs_kl:
+            kl_forward, kl_reverse = token_kl(logits[:n], ref_logits[:n])
+            kl_forward, kl_reverse = kl_forward * batch.response_mask[:n], kl_reverse * batch.response_mask[:n]
+        del ref_logits
+
+    # Corrupted images: the same texts again, for the pairs that have a corrupted image.
+    corrupt: dict[str, Tensor] = {}
+    visual_mask = None
+    if preset.needs_corrupt and len(batch.corrupt_pairs):
+        idx = batch.corrupt_pairs
+        rows = torch.cat([idx, idx + n])
+        labels, resp_mask = batch.labels[rows], batch.response_mask[rows]
+        pol = sequence_logps(response_logits(policy, batch, rows, batch.corrupt_inputs), labels, resp_mask)
+        ids = [batch.pair_ids[i] for i in idx.tolist()]
+        ref = cache.lookup(ids, "corrupt", resp_len, pol.device) if cache else None
+        if ref is None:
+            with reference.active() as ref_model:
+                ref = sequence_logps(response_logits(ref_model, batch, rows, batch.corrupt_inputs), labels, resp_mask)
+            if cache is not None:
+                cache.store(ids, "corrupt", ref, resp_mask)
+        for name, values in (("policy", pol), ("ref", ref)):
+            full = torch.zeros(2 * n, resp_len, dtype=values.dtype, device=values.device)
+            full = full.index_copy(0, rows, values)
+            corrupt[f"{name}_chosen_corrupt"], corrupt[f"{name}_rejected_corrupt"] = full[:n], full[n:]
+        visual_mask = torch.zeros(n, device=pol.device).index_fill(0, idx, 1.0)
+
+    return preference_loss(
+        logps[:n], logps[n:], ref_logps[:n], ref_logps[n:], mask[:n], mask[n:],
+        **corrupt, kl_forward=kl_forward, kl_reverse=kl_reverse, visual_mask=visual_mask,
+        **preset.loss_kwargs(),
+    )
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    found = sorted((run_dir / "checkpoints").glob("step-*/trainer_state.pt"))
+    return found[-1].parent if found else None
+
+
+def save_checkpoint(run_dir: Path, step: int, policy, processor, optimizer, scheduler, keep: int) -> Path:
+    """checkpoints/step-NNNNNN/: the model (save_pretrained) and trainer_state.pt; state written last."""
+    ckpt = run_dir / "checkpoints" / f"step-{step:06d}"
+    save_pretrained(policy, processor, ckpt)
+    state = {
+        "step": step,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+    }
+    torch.save(state, ckpt / "trainer_state.pt.tmp")
+    (ckpt / "trainer_state.pt.tmp").rename(ckpt / "trainer_state.pt")
+    old = sorted((run_dir / "checkpoints").glob("step-*"))[:-keep] if keep > 0 else []
+    for path in old:
+        shutil.rmtree(path)
+    return ckpt
+
+
+def load_checkpoint_weights(policy, ckpt: Path) -> None:
+    """Put the weights saved in a checkpoint back into the policy (built from the original model)."""
+    if hasattr(policy, "peft_config"):
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(policy, load_file(str(ckpt / "adapter_model.safetensors")))
+        return
+    saved = AutoModelForImageTextToText.from_pretrained(str(ckpt), dtype=torch.float32)
+    policy.load_state_dict(saved.state_dict())
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train on the shard folder `cfg.shards`; write metrics, checkpoints and the final model to `cfg.out`."""
+    run_dir = Path(cfg.out)
+    shard_files(cfg.shards)  # fail before any model loads
+    if cfg.model is not None and not (Path(cfg.model) / "config.json").is_file():
+        raise FileNotFoundError(f"--model {cfg.model}: not a model folder (no config.json)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    preset = get_preset(cfg.preset, beta=cfg.beta, gamma=cfg.gamma, lambda_=cfg.lambda_, alpha=cfg.alpha)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+
+    # 1. Device and precision.
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    precision = cfg.precision if cfg.precision != "auto" else ("bf16-mixed" if device.type == "cuda" else "fp32")
+    if precision not in ("fp32", "bf16-mixed"):
+        raise ValueError(f"unknown precision {cfg.precision!r}; valid: auto, bf16-mixed, fp32")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+    ref_dtype = torch.bfloat16 if precision == "bf16-mixed" else None
+
+    # 2. Model, processor and the frozen reference.
+    model_path = cfg.model
+    lr = cfg.lr if cfg.lr is not None else (MODEL_LR if model_path is not None else TINY_LR)
+    if model_path is None:
+        from pipeline.tiny_model import build_tiny_model
+
+        model_path = run_dir / "tiny-model"
+        if not (model_path / "config.json").is_file():
+            print(f"train-pairs: no --model given; building a tiny random-weight model into {model_path}")
+            build_tiny_model(model_path, seed=cfg.seed)
+        else:
+            print(f"train-pairs: no --model given; using the tiny random-weight model in {model_path}")
+    policy, processor = load_policy(model_path, torch.float32, device)
+    if cfg.lora:
+        policy = add_lora(policy, r=cfg.lora_r)
+    reference = Reference(policy, dtype=ref_dtype)
+    policy.train()
+    cache = RefLogpsCache() if cfg.cache_ref and not preset.needs_kl else None
+    if cfg.cache_ref and cache is None:
+        log.warning("--cache-ref ignored: preset %s needs the reference's full distribution (KL)", preset.name)
+
+    # 3. Data: shard rows -> encoded pairs -> padded 2B-row batches.
+    shards = PairShards(cfg.shards)
+    encoder = PairEncoder(processor, base_dir=shards.shards_dir, max_length=cfg.max_length)
+    shard_tok = read_manifest_tokenizer(cfg.shards)
+
+    # 4. Optimiser and schedule.
+    trainable = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=cfg.weight_decay)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
+
+    # 5. Resume: weights, optimiser, schedule, RNG and the position in the data order.
+    start_step = 0
+    metrics_path = run_dir / "metrics.jsonl"
+    ckpt = latest_checkpoint(run_dir) if cfg.resume else None
+    if ckpt is not None:
+        load_checkpoint_weights(policy, ckpt)
+        state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        random.setstate(state["rng"]["python"])
+        start_step = state["step"]
+        print(f"train-pairs: resuming from {ckpt} at step {start_step}")
+    kept = []
+    if start_step and metrics_path.is_file():
+        kept = [ln for ln in metrics_path.read_text().splitlines() if json.loads(ln)["step"] <= start_step]
+    metrics_path.write_text("".join(ln + "\n" for ln in kept))
+    (run_dir / "train_config.json").write_text(json.dumps(
+        {**{k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+         "model_path": str(model_path), "lr": lr, "precision": precision, "device": str(device),
+         "preset_values": asdict(preset), "shard_tokenizer": shard_tok, "pairs": len(shards)}, indent=2))
+
+    stream_of = BatchStream(shards, encoder, cfg.batch_size, cfg.seed, skip=start_step * cfg.grad_accum)
+    loader = torch.utils.data.DataLoader(stream_of, batch_size=None, num_workers=cfg.num_workers,
+                                         pin_memory=device.type == "cuda")
+    stream = (batch.to(device) for batch in loader)
+
+    # 6. The loop.
+    rederived = 0
+    bar = tqdm(range(start_step, cfg.steps), initial=start_step, total=cfg.steps, disable=not cfg.progress,
+               desc=f"train-pairs {preset.name}")
+    with metrics_path.open("a") as metrics_file:
+        for step in bar:
+            started = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            totals: dict[str, float] = {}
+            for _ in range(cfg.grad_accum):
+                batch = next(stream)
+                rederived += batch.n_rederived
+                with autocast:
+                    losses, metrics = preference_step(policy, reference, batch, preset, cache)
+                (losses.mean() / cfg.grad_accum).backward()
+                for key, value in metrics.items():
+                    totals[key] = totals.get(key, 0.0) + value / cfg.grad_accum
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
+            lr_now = optimizer.param_groups[0]["lr"]
+            optimizer.step()
+            scheduler.step()
+            record = {"step": step + 1, **totals, "grad_norm": float(grad_norm), "lr": lr_now,
+                      "step_time": time.perf_counter() - started}
+            metrics_file.write(json.dumps(record) + "\n")
+            metrics_file.flush()
+            bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['reward_accuracy']:.2f}")
+            if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
+                save_checkpoint(run_dir, step + 1, policy, processor, optimizer, scheduler, cfg.keep_checkpoints)
+
+    # 7. The final checkpoint (resumable) and the trained model.
+    if cfg.steps > start_step:
+        save_checkpoint(run_dir, cfg.steps, policy, processor, optimizer, scheduler, cfg.keep_checkpoints)
+    save_pretrained(policy, processor, run_dir / "final")
+    if rederived:
+        print(f"train-pairs: {rederived} pair encodings re-derived their token masks from the edits "
+              f"(the shard's token ids differ from this model's tokenizer)")
+    return run_dir
