@@ -85,6 +85,10 @@ class TextPairMaker:
 
     # -- the stage -----------------------------------------------------------------------------
     def make(self, response: str, reference: str, task: str = "report", prompt: str = "", seed: int = 0) -> TextPair:
+        if task == "vqa":
+            from pipeline.vqa_pairs import make_vqa_pair
+
+            return make_vqa_pair(response, reference, prompt, seed)
         if task != "report":
             raise TextPairError("unsupported_task", f"task {task!r} has no text editor yet")
         if not response or not response.strip():
