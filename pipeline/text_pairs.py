@@ -85,17 +85,17 @@ class TextPairMaker:
 
     # -- the stage -----------------------------------------------------------------------------
     def make(self, response: str, reference: str, task: str = "report", prompt: str = "", seed: int = 0) -> TextPair:
-        if task == "vqa":
-            from pipeline.vqa_pairs import make_vqa_pair
-
-            return make_vqa_pair(response, reference, prompt, seed)
-        if task != "report":
-            raise TextPairError("unsupported_task", f"task {task!r} has no text editor yet")
+        if task not in ("report", "vqa"):
+            raise TextPairError("unsupported_task", f"task {task!r} has no text editor; valid tasks: report, vqa")
         if not response or not response.strip():
             raise TextPairError("empty_response", "the response is empty")
         if len(response) > self.max_chars:
             raise TextPairError("response_too_long",
                                 f"response has {len(response)} characters (limit {self.max_chars})")
+        if task == "vqa":
+            from pipeline.vqa_pairs import make_vqa_pair
+
+            return make_vqa_pair(response, reference, prompt, seed)
         ref = self.reference_findings(reference)
         before = self.analyse(response, ref)
         if not before.errors:
