@@ -136,4 +136,46 @@ class LLMSpanRewriter:
         return proposal.text
 
 
-__all__ = ["LLMSpanRewriter", "Proposal", "check_proposal", "INSTRUCTION"]
+class LLMEditor:
+    """The ``llm`` editor: the rewriter behind the Editor protocol, so its proposals go through the same
+    re-extraction check as rule edits, and the rule editors after it take over when it is refused.
+
+    Built from the config's ``text.llm`` section (a sampler name and a local model folder). The span it
+    rewrites is the sentence holding the error (a missed finding: an empty span at the insertion point).
+    Refusals are kept in ``refusals`` so the pair's meta can say why the model's proposal was not used.
+    """
+
+    name = "llm"
+    error_types = ("false_finding", "missed_finding", "wrong_location", "wrong_severity", "false_comparison",
+                   "missed_comparison")
+
+    def __init__(self, config=None):
+        llm = getattr(config, "llm", None)
+        if llm is None or not getattr(llm, "model", None):
+            raise ValueError("editor 'llm' needs text.llm.model (a local model folder) in the config")
+        from pipeline.config import SamplerConfig
+        from pipeline.samplers import get_sampler
+
+        scfg = SamplerConfig(name=llm.sampler, model=llm.model, temperature=llm.temperature,
+                             max_new_tokens=llm.max_new_tokens, server_url=llm.server_url)
+        self.rewriter = LLMSpanRewriter(get_sampler(scfg), n=llm.num_candidates, seed=llm.seed)
+        self.refusals: list[str] = []
+
+    def propose(self, error, ctx):
+        from editors.base import SpanEdit
+        from editors.insertion import insertion_point
+
+        if error.spans:
+            span = ctx.sentence_of(error.spans[0][0]) or error.spans[0]
+        else:
+            pos, _ = insertion_point(ctx)
+            span = (pos, pos)
+        text = self.rewriter.propose(ctx.text, span, ctx.reference, error.error_type)
+        if text is None:
+            self.refusals.append(f"{error.error_type}: {self.rewriter.last_reason}")
+            return None
+        new_end = len(text) - (len(ctx.text) - span[1])
+        return [SpanEdit(span[0], span[1], text[span[0]:new_end], error.error_type, self.name)]
+
+
+__all__ = ["LLMEditor", "LLMSpanRewriter", "Proposal", "check_proposal", "INSTRUCTION"]

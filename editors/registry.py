@@ -28,8 +28,19 @@ def register_editor(name: str, cls: type) -> None:
     EDITORS[name] = cls
 
 
-def get_editor(name: str) -> Editor:
+def _llm(config=None):
+    from editors.llm import LLMEditor
+
+    return LLMEditor(config)
+
+
+EDITORS["llm"] = _llm
+
+
+def get_editor(name: str, config=None) -> Editor:
+    """An editor by name; editors that need settings (``llm``) read them from the text config."""
     try:
-        return EDITORS[name]()
+        factory = EDITORS[name]
     except KeyError:
         raise ValueError(f"unknown editor {name!r}; valid editors: {', '.join(sorted(EDITORS))}") from None
+    return factory(config) if factory is _llm else factory()

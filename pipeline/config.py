@@ -53,11 +53,24 @@ class SamplerConfig(_Section):
         return v
 
 
+class LLMEditorConfig(_Section):
+    """The ``llm`` editor's model: any sampler backend over a local model folder."""
+
+    sampler: str = "transformers"
+    model: str | None = None
+    server_url: str | None = None
+    temperature: float = Field(0.0, ge=0.0)
+    max_new_tokens: int = Field(256, ge=1)
+    num_candidates: int = Field(1, ge=1)
+    seed: int = 0
+
+
 class TextConfig(_Section):
     """How the text side of a pair is made (read by ``pipeline.text_pairs.TextPairMaker``)."""
 
     extractor: str = "rules"
     lexicon: str | None = None  # a lexicon YAML or a CheXpert-style phrase folder; None: the shipped one
+    llm: LLMEditorConfig | None = None  # settings of the `llm` editor (add "llm" first in `editors`)
     editors: list[str] | None = None  # None: every registered editor
     inject_when_correct: bool = True
     max_response_chars: int = Field(100_000, ge=1)

@@ -61,7 +61,7 @@ class TextPairMaker:
         self.extractor = get_extractor(extractor, lexicon=lexicon)
         self.lexicon = self.extractor.lexicon
         names = getattr(config, "editors", None) or DEFAULT_EDITORS
-        self.editors = [get_editor(n) for n in names]
+        self.editors = [get_editor(n, config) for n in names]
         self.inject_when_correct = getattr(config, "inject_when_correct", True)
         self.max_chars = getattr(config, "max_response_chars", 100_000)
         self.comparisons = getattr(config, "comparisons", True)
@@ -142,6 +142,10 @@ class TextPairMaker:
                     break
             else:
                 unfixed[_key_str(err.key)] = why
+        refused = [r for ed in self.editors for r in getattr(ed, "refusals", [])]
+        for ed in self.editors:
+            if hasattr(ed, "refusals"):
+                ed.refusals.clear()
         if not accepted:
             raise TextPairError("edit_unverified",
                                 f"{len(before.errors)} error(s) found, none fixed: " + "; ".join(unfixed.values()))
@@ -155,7 +159,9 @@ class TextPairMaker:
             error_types=sorted({e.error_type for e in fixed}),
             locations=_locations(fixed, ref),
             notes={"errors_found": len(before.errors), "errors_fixed": len(fixed),
-                   "unverified": unfixed, "extractor": self.extractor.name},
+                   "unverified": unfixed, "extractor": self.extractor.name,
+                   **({"llm_refused": refused} if refused else {}),
+                   "editors": sorted({e.editor for e in accepted})},
         )
 
     def _all_at_once(self, response: str, ref: ReportFindings, before: Analysis,
