@@ -73,10 +73,21 @@ def reference_phrase(reference: str, start: int, end: int) -> str | None:
         n += 1
     while i <= k and toks[i].lower in {"a", "an", "the"}:
         i += 1
+    # a predicate adjective ("lungs are hyperexpanded") keeps its subject
+    c = i - 1
+    while c >= 0 and toks[c].lower in {"mildly", "moderately", "markedly", "slightly", "severely", "minimally"}:
+        c -= 1
+    if c >= 1 and toks[c].lower in {"is", "are", "appear", "appears", "remain", "remains"}:
+        b = c
+        while b > 0 and _word(toks[b - 1]) and toks[b - 1].lower not in _STOP - {"the"} and c - b < 4:
+            b -= 1
+        if b < c:
+            i = b + (toks[b].lower in {"the", "a", "an"})
     # head nouns right after the mention ("tracheostomy tube", "degenerative changes")
     j, n = k, 0
     while j + 1 < len(toks) and _word(toks[j + 1]) and toks[j + 1].lower not in _STOP \
-            and toks[j + 1].lower not in _NP_AFTER and n < 2 and not toks[j + 1].text.isdigit():
+            and (toks[j + 1].lower not in _NP_AFTER or toks[j + 1].lower == "xxxx") and n < 2 \
+            and not toks[j + 1].text.isdigit():
         j += 1
         n += 1
     # then one location phrase ("in the left base", "of the spine")
