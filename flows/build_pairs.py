@@ -1,42 +1,81 @@
-"""The build as a Prefect 3 flow: the same stage functions as ``build-pairs run``, one task each.
+"""The build as a Prefect 3 flow: plan, one task per partition (locally or on a Dask cluster), merge.
 
-Orchestration lives here only; nothing in ``pipeline/`` imports Prefect. Tasks do not cache (their
-inputs hold a tokenizer and open writer), and only transient failures are retried: a sampler server
-that dropped out, or a filesystem hiccup while writing. Retrying is safe because processing has no
-side effects and the writer ignores a sample it has already buffered or committed.
+The tasks call the same stage functions as ``build-pairs run`` (``pipeline.runner``), so the flow and
+the command line write identical tables for the same partition count. Orchestration lives here only;
+nothing in ``pipeline/`` imports Prefect.
 
-    python -m flows.build_pairs SAMPLES.jsonl OUT_DIR [CONFIG.yaml]
+- Scale-out: the manifest is split by line index into ``partitions``; each partition is one task that
+  writes its own rank-prefixed shards, and the merge renames them into ``shard-NNNNN.parquet`` with one
+  ``manifest.json``. With ``dask_address`` (an existing cluster) or ``dask_workers`` (a temporary local
+  one) the partitions run as Dask tasks through ``prefect_dask.DaskTaskRunner``.
+- Retries: only transient failures (a sampler server that dropped out, interrupted I/O) are retried,
+  and a retried partition resumes after its last committed chunk. A full disk or a bug fails at once.
+- Caching: a partition's result is cached on its inputs (``INPUTS``) plus a key made of the manifest's
+  sha256, the config hash, the run key and the run id, so a re-run of the same run (``resume``)
+  skips finished partitions, while a new output folder never reuses an old result.
+- Each run attaches a markdown artifact summarising counts, stage timings and rejects.
+
+    python -m flows.build_pairs SAMPLES.jsonl OUT_DIR [--config CONFIG.yaml] [--partitions N]
+                                [--dask-address tcp://host:8786 | --dask-workers N] [--resume]
 """
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import INPUTS, NO_CACHE, CacheKeyFnPolicy
+from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.config import PipelineConfig, load_config
+from pipeline.config import load_config
+from pipeline.manifest_reader import scan_manifest
 from pipeline.runner import (
-    ManifestItem,
-    RunContext,
-    RunSummary,
-    batched,
-    finalize_run,
-    prepare_run,
-    process_items,
-    read_manifest,
-    write_results,
+    MAX_PARTITIONS,
+    PartitionResult,
+    RunPlan,
+    build_partition,
+    is_transient,
+    merge_run,
+    plan_run,
+    run_markdown,
 )
-from pipeline.samplers import TransientSamplerError
-from pipeline.writer import SampleResult
+
+ARTIFACT_KEY = "build-pairs-run"
+
+
+class BuildPairsParams(BaseModel):
+    """The flow's parameters (a deployment's parameter schema is built from this model)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    samples: str = Field(description="The sample manifest (JSON Lines).")
+    out: str = Field(description="The output folder. May contain {manifest_sha} (first 12 hex digits of the "
+                                 "manifest's sha256), {config_hash} and {date} (the run's scheduled UTC date), "
+                                 "so a scheduled deployment writes one folder per input and configuration.")
+    config_path: str | None = Field(None, description="A YAML config file (configs/default.yaml lists the keys).")
+    overrides: dict[str, Any] = Field(default_factory=dict,
+                                      description="Dotted config overrides, e.g. {\"sampler.name\": \"vllm-server\"}.")
+    resume: bool = Field(False, description="Finish an interrupted run in `out` (a finished one is a no-op).")
+    partitions: int = Field(1, ge=1, le=MAX_PARTITIONS, description="Split the manifest into N partitions by "
+                                                                      "line index, one task each.")
+    dask_address: str | None = Field(None, description="Scheduler of an existing Dask cluster, e.g. "
+                                                       "tcp://dask-scheduler:8786.")
+    dask_workers: int = Field(0, ge=0, le=256, description="No address: start a temporary local Dask cluster "
+                                                           "with this many worker processes (0: no Dask).")
+
+    @property
+    def on_dask(self) -> bool:
+        return bool(self.dask_address) or self.dask_workers > 0
 
 
 def _is_transient(exc: BaseException | None) -> bool:
-    if isinstance(exc, TransientSamplerError):
-        return True
-    # Interrupted or busy I/O (e.g. a network filesystem); a full disk or a permission error is not transient.
-    return isinstance(exc, (InterruptedError, BlockingIOError, TimeoutError, ConnectionError))
+    return is_transient(exc)
 
 
 def retry_transient(task_, task_run, state) -> bool:
@@ -48,47 +87,114 @@ def retry_transient(task_, task_run, state) -> bool:
     return _is_transient(exc if isinstance(exc, BaseException) else None)
 
 
-@task(name="prepare", cache_policy=NO_CACHE)
-def prepare_task(samples: str, out: str, config: PipelineConfig, resume: bool) -> RunContext:
-    return prepare_run(samples, out, config, resume)
+def _scheduled_date() -> str:
+    try:
+        from prefect.runtime import flow_run
+
+        when = flow_run.scheduled_start_time
+    except Exception:  # noqa: BLE001 - outside a flow run
+        when = None
+    return (when or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d")
 
 
-@task(name="read-manifest", cache_policy=NO_CACHE)
-def read_task(samples: str) -> list[ManifestItem]:
-    return list(read_manifest(samples))
+def format_out(template: str, manifest_sha: str, config_hash: str, date: str) -> str:
+    """Fill the ``out`` placeholders; a template naming an unknown placeholder is an error."""
+    try:
+        return template.format(manifest_sha=manifest_sha[:12], config_hash=config_hash, date=date)
+    except (KeyError, IndexError, ValueError) as e:
+        raise ValueError(f"out {template!r}: unknown placeholder {e}; valid: {{manifest_sha}}, {{config_hash}}, "
+                         "{date}") from None
 
 
-@task(name="process", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=retry_transient)
-def process_task(ctx: RunContext, items: list[ManifestItem]) -> list[SampleResult]:
-    return process_items(ctx, items)
+@task(name="plan-run", cache_policy=NO_CACHE)
+def plan_task(params: BuildPairsParams) -> RunPlan:
+    """Scan the manifest, check the set-up, open (or resume) the output folder."""
+    config = load_config(params.config_path, params.overrides)
+    scan = scan_manifest(params.samples)
+    out = format_out(params.out, scan.sha256, config.content_hash(), _scheduled_date())
+    # On Dask the sampler is built by the workers; building it here too could load a model twice.
+    return plan_run(params.samples, out, config, params.resume, params.partitions, check_setup=not params.on_dask,
+                    scan=scan)
 
 
-@task(name="write", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1, retry_condition_fn=retry_transient)
-def write_task(ctx: RunContext, results: list[SampleResult]) -> None:
-    write_results(ctx, results)
+def partition_cache_key(context, inputs: dict[str, Any]) -> str:
+    """The partition's identity beyond its rank (INPUTS covers the rank): manifest sha256, config hash,
+    the run key (adds the shard layout and partition count) and the run id (a new folder, a new id)."""
+    plan: RunPlan = inputs["plan"]
+    return f"{plan.source_sha256}:{plan.config_hash}:{plan.run_key}:{plan.run_id}"
 
 
-@task(name="finalize-manifest", cache_policy=NO_CACHE)
-def finalize_task(ctx: RunContext) -> RunSummary:
-    return finalize_run(ctx)
+@task(name="build-partition", task_run_name="build-partition-{rank}",
+      cache_policy=(INPUTS - "plan") + CacheKeyFnPolicy(cache_key_fn=partition_cache_key), persist_result=True,
+      retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
+def partition_task(plan: RunPlan, rank: int) -> PartitionResult:
+    return build_partition(plan, rank)
+
+
+@task(name="merge-partitions", cache_policy=NO_CACHE)
+def merge_task(plan: RunPlan) -> dict:
+    """Rename the partitions' shards, write rejects.parquet and then manifest.json; returns the manifest."""
+    merge_run(plan)
+    return json.loads((Path(plan.out_dir) / "manifest.json").read_text(encoding="utf-8"))
+
+
+@flow(name="build-pairs-partitions")
+def partitions_flow(plan: RunPlan) -> list[PartitionResult]:
+    """All partitions at once on the flow's task runner (Dask, when called through ``dask_runner``)."""
+    futures = [partition_task.submit(plan, rank) for rank in range(plan.world_size)]
+    return [f.result() for f in futures]
+
+
+def dask_runner(address: str | None = None, workers: int = 0):
+    """A Dask task runner: an existing cluster (``address``) or a temporary local one of ``workers``
+    single-threaded processes (the pair builder is CPU-bound Python: threads would share one core)."""
+    from prefect_dask import DaskTaskRunner
+
+    if address:
+        return DaskTaskRunner(address=address)
+    return DaskTaskRunner(cluster_class="distributed.LocalCluster",
+                          cluster_kwargs={"n_workers": max(1, workers), "threads_per_worker": 1, "processes": True,
+                                          "host": "127.0.0.1", "dashboard_address": ":0"})
 
 
 @flow(name="build-pairs", log_prints=True)
-def build_pairs(samples: str, out: str, config_path: str | None = None, resume: bool = False) -> dict:
-    """Build pair shards from ``samples`` into ``out``; returns the counts written to manifest.json."""
-    config = load_config(config_path, {})
-    ctx = prepare_task(samples, out, config, resume)
-    if not ctx.writer.complete:
-        items = read_task(samples)
-        for batch in batched(items, config.sampler.batch_size):
-            write_task(ctx, process_task(ctx, batch))
-    summary = finalize_task(ctx)
-    print(summary.format())
-    return {"out_dir": str(summary.out_dir), "counts": summary.counts, "shards": summary.shards}
+def build_pairs(params: BuildPairsParams) -> dict:
+    """Build pair shards from ``params.samples`` into ``params.out``; returns the manifest's counts."""
+    plan = plan_task(params)
+    if not plan.complete:
+        if params.on_dask:
+            from prefect.settings import PREFECT_API_URL
+
+            if not PREFECT_API_URL.value():
+                get_run_logger().warning("no PREFECT_API_URL: each Dask worker starts its own temporary Prefect "
+                                         "server; run `prefect server start` and set PREFECT_API_URL")
+            partitions_flow.with_options(task_runner=dask_runner(params.dask_address, params.dask_workers))(plan)
+        else:
+            for rank in range(plan.world_size):  # one after another: the builder is not thread-safe
+                partition_task(plan, rank)
+    manifest = merge_task(plan)
+    create_markdown_artifact(markdown=run_markdown(manifest), key=ARTIFACT_KEY,
+                             description=f"build-pairs run in {plan.out_dir}")
+    c = manifest["counts"]
+    print(f"wrote {c['pairs']} pairs in {len(manifest['shards'])} shard(s) to {plan.out_dir} "
+          f"({c['samples']} samples, {c['rejects']} rejects)")
+    return {"out_dir": plan.out_dir, "counts": c, "shards": manifest["shards"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m flows.build_pairs", description="Run the build-pairs flow once.")
+    ap.add_argument("samples")
+    ap.add_argument("out")
+    ap.add_argument("--config", dest="config_path")
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--partitions", type=int, default=1)
+    ap.add_argument("--dask-address")
+    ap.add_argument("--dask-workers", type=int, default=0)
+    args = ap.parse_args(argv)
+    result = build_pairs(BuildPairsParams(**vars(args)))
+    print(json.dumps(result["counts"]))
+    return 0
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    if len(args) not in (2, 3):
-        sys.exit("usage: python -m flows.build_pairs SAMPLES.jsonl OUT_DIR [CONFIG.yaml]")
-    build_pairs(args[0], str(Path(args[1])), args[2] if len(args) == 3 else None)
+    sys.exit(main())

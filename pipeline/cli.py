@@ -79,6 +79,9 @@ def run_cmd(
     seed: Annotated[int | None, typer.Option("--seed", help="Run seed.")] = None,
     tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="Tokenizer path for the token ids.")] = None,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress", help="Progress bar.")] = None,
+    partitions: Annotated[int, typer.Option("--partitions", min=1, help="Split the manifest by line index "
+                                            "into N partitions, built one after another (the Prefect flow "
+                                            "runs them in parallel); --resume needs the same N.")] = 1,
 ) -> None:
     """Build pair shards from a sample manifest (flags override the config file)."""
     _offline_env()
@@ -91,9 +94,16 @@ def run_cmd(
     from pipeline.runner import RunError, run
 
     try:
-        summary = run(samples, out, cfg, resume=resume, progress=progress)
+        summary = run(samples, out, cfg, resume=resume, progress=progress, partitions=partitions)
     except RunError as e:
         _fail(str(e))
+    except OSError as e:  # anything the runner did not wrap: still one line, never a traceback
+        _fail(f"cannot run: {e.strerror or e}" + (f" ({e.filename})" if getattr(e, "filename", None) else ""))
+    except Exception as e:  # noqa: BLE001 - a bug: one line that says so, the folder stays resumable
+        if os.environ.get("MEDPREF_DEBUG"):
+            raise
+        _fail(f"internal error: {type(e).__name__}: {e} (MEDPREF_DEBUG=1 shows the traceback; "
+              "fix and rerun with --resume)")
     typer.echo(summary.format())
 
 
@@ -153,6 +163,26 @@ def tiny_model_cmd(
     except (OSError, ValueError) as e:
         _fail(str(e))
     typer.echo(f"wrote tiny model to {dest}")
+
+
+@app.command("report")
+def report_cmd(
+    out_dir: Annotated[Path, typer.Argument(metavar="OUT_DIR", help="A finished run's output folder.")],
+    out: Annotated[Path | None, typer.Option("--out", help="The HTML file (default OUT_DIR/report.html).")] = None,
+    sample: Annotated[int, typer.Option("--sample", help="Pair cards sampled uniformly.")] = 300,
+    per_class: Annotated[int, typer.Option("--per-class", help="Extra cards per error type, task, source.")] = 10,
+    thumb: Annotated[int, typer.Option("--thumb", help="Thumbnail size in pixels.")] = 128,
+    seed: Annotated[int, typer.Option("--seed", help="Picks the sampled cards.")] = 0,
+) -> None:
+    """Write one self-contained HTML page: the run's figures and a sample of pair cards."""
+    from pipeline.report import ReportError, ReportOptions, write_report
+
+    try:
+        result = write_report(out_dir, out, ReportOptions(sample=sample, per_class=per_class, thumb=thumb, seed=seed))
+    except (ReportError, OSError) as e:
+        _fail(str(e))
+    typer.echo(f"wrote {result.path} ({result.bytes / 1e6:.1f} MB, {result.cards} of {result.pairs} pairs "
+               f"shown, {result.seconds:.1f} s)")
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from corruptors import seed_for
+from corruptors.masks import LesionError, lesion_masks
 from pipeline.config import PipelineConfig
 from pipeline.image_stage import ImageError, corrupt_images, load_images
 from pipeline.text_pairs import TextPairError, TextPairMaker
@@ -60,6 +61,7 @@ class PairBuilder:
         self.text_maker = TextPairMaker(config.text)
         self.tokenizer, self.tokenizer_name = load_tokenizer(config.tokenizer)
         self.seconds: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()  # times each stage ran (manifest.json stats)
 
     @contextmanager
     def _timed(self, stage: str):
@@ -68,6 +70,7 @@ class PairBuilder:
             yield
         finally:
             self.seconds[stage] += time.perf_counter() - start
+            self.counts[stage] += 1
 
     # -- one sample ------------------------------------------------------------------------------
     def process(self, sample: Sample, sampled: bool = False,
@@ -90,6 +93,8 @@ class PairBuilder:
                 image_failure = _Reject("image", e.reason, e.detail)
             except Exception as e:  # noqa: BLE001 - one sample must never take the run down
                 image_failure = _Reject("image", "internal_error", one_line(e))
+            if image_failure is None and self.config.image.enabled and sample.lesions:
+                image_failure = self._check_lesions(sample, images)
         pairs: list[PairRecord] = []
         rejects: list[RejectRecord] = []
         for index, response in enumerate(responses):
@@ -104,6 +109,16 @@ class PairBuilder:
                 stage = getattr(e, "_medpref_stage", stage)
                 rejects.append(RejectRecord(sample.sample_id, stage, "internal_error", one_line(e), index))
         return pairs, rejects
+
+    def _check_lesions(self, sample: Sample, images) -> _Reject | None:
+        """Degenerate or out-of-image lesion geometry rejects the sample before any text work (the
+        corruption stage would reject each response later anyway, after the expensive part)."""
+        with self._timed("lesions"):
+            try:
+                lesion_masks(list(sample.lesions), [pixels.shape[:2] for _, pixels in images], self.config.image.margin)
+            except LesionError as e:
+                return _Reject("image", e.reason, str(e))
+        return None
 
     def _pair(self, sample: Sample, index: int, response: str, images, sampled: bool,
               provenance: dict | None = None) -> PairRecord:

@@ -1,32 +1,60 @@
-"""The run: stream the manifest, sample where needed, build pairs, write shards, write the manifest last.
+"""The run: plan it, build each partition's pairs, merge the partitions, write the manifest last.
 
-The stages are plain functions (``read_manifest``, ``prepare_run``, ``process_items``,
-``write_results``, ``finalize_run``) so the Prefect flow in ``flows/`` wraps exactly these and gives
-the same tables. ``run`` raises ``RunError`` only when it cannot run at all; a bad line or a bad
-sample becomes a reject row and the run goes on.
+Three plain stages, so that ``build-pairs run`` (partitions one after another, in this process) and
+the Prefect flow in ``flows/`` (partitions as tasks, on a Dask cluster or locally) run exactly the same
+code and write the same tables:
+
+- ``plan_run``: scan the manifest once (sha256, line count, duplicate ids), check that the pair
+  builder and sampler can be set up, open or resume the output folder. The ``RunPlan`` it returns is
+  small and picklable: it is what a remote worker receives.
+- ``build_partition``: stream the lines of one partition (``rank::world_size`` by line index), turn
+  each sample into pair and reject rows, commit them in chunks; resumes after its last committed chunk.
+- ``merge_run``: rename the partitions' shards into ``shard-NNNNN.parquet``, write ``rejects.parquet``
+  and ``manifest.json`` (with per-stage counts and seconds in ``stats``).
+
+``RunError`` means the run cannot go on at all; a bad line or a bad sample becomes a reject row.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import resource
+import socket
 import sys
+import threading
 import time
-from collections import Counter
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict
+
 from pipeline.config import PipelineConfig
+from pipeline.manifest_reader import ManifestError, ManifestItem, ManifestScan, read_manifest, scan_manifest
 from pipeline.process import PairBuilder, one_line
 from pipeline.samplers import Sampler, SamplerError, TransientSamplerError, get_sampler
 from pipeline.samplers.provenance import provenance_of
-from pipeline.writer import MANIFEST, OutputError, SampleResult, ShardWriter
+from pipeline.writer import (
+    MANIFEST,
+    OutputError,
+    PartitionWriter,
+    SampleResult,
+    merge_partitions,
+    open_run_state,
+    partition_done,
+)
 from schemas.pair import RejectRecord
-from schemas.sample import Sample, SampleError, parse_sample
 
-SAMPLER_RETRIES = 2  # extra attempts after a transient sampler failure (the flow uses Prefect's retries)
+__all__ = ["ManifestItem", "PartitionResult", "RunError", "RunPlan", "RunSummary", "batched", "build_partition",
+           "is_transient", "merge_run", "plan_run", "process_items", "read_manifest", "run", "run_markdown",
+           "scan_manifest"]
+
+SAMPLER_RETRIES = 2  # extra attempts after a transient sampler failure (the flow adds Prefect's retries)
+MAX_PARTITIONS = 4096
 
 
 def pipeline_version() -> str:
@@ -42,32 +70,42 @@ class RunError(RuntimeError):
     """The run cannot go on at all (bad manifest path, output not writable, ...); one-line message."""
 
 
-@dataclass
-class ManifestItem:
-    """One non-blank manifest line: a parsed sample, or the reject row saying why it is not one.
+class RunPlan(BaseModel):
+    """Everything a partition needs, small enough to ship to a remote worker."""
 
-    ``key`` is unique per item (``id:<sample_id>`` or ``line:<n>``) and is what ``--resume`` skips.
-    """
+    model_config = ConfigDict(frozen=True)
 
-    line_no: int
-    key: str
-    sample: Sample | None = None
-    reject: RejectRecord | None = None
-
-
-@dataclass
-class RunContext:
-    """What the stages share during one run."""
-
-    samples_path: Path
-    out_dir: Path
+    samples_path: str
+    out_dir: str
     config: PipelineConfig
-    writer: ShardWriter
-    builder: PairBuilder | None
-    sampler: Sampler | None = None
-    seconds: Counter = field(default_factory=Counter)
+    world_size: int = 1
+    run_key: str = ""
+    run_id: str = ""
     source_sha256: str = ""
-    started: float = field(default_factory=time.perf_counter)
+    lines: int = 0
+    items: int = 0
+    duplicates: dict[int, int] = {}
+    complete: bool = False
+    resumed: bool = False
+    scan_seconds: float = 0.0
+    started_at: float = 0.0
+
+    @property
+    def config_hash(self) -> str:
+        return self.config.content_hash()
+
+
+class PartitionResult(BaseModel):
+    """What one partition reports back (its ``done.json``)."""
+
+    rank: int
+    world_size: int
+    counts: dict[str, int]
+    stats: dict
+    tokenizer: str | None = None
+    wall_seconds: float = 0.0
+    peak_rss_mb: float | None = None
+    worker: str | None = None  # host:pid of the process that built it
 
 
 @dataclass
@@ -93,94 +131,106 @@ class RunSummary:
         return "\n".join(lines)
 
 
-# -- stage: read and parse ------------------------------------------------------------------------
-def _open_manifest(path: Path):
+# -- shared heavy objects --------------------------------------------------------------------------
+# A pair builder loads a tokenizer and an extractor (seconds), a sampler maybe a model: built once per
+# process (per thread: neither is thread-safe) and reused by every partition that process runs.
+_LOCAL = threading.local()
+_CACHE_SIZE = 2
+
+
+def _cached(kind: str, key: str, make: Callable[[], object]) -> object:
+    cache: OrderedDict = _LOCAL.__dict__.setdefault(kind, OrderedDict())
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    value = make()
+    cache[key] = value
+    while len(cache) > _CACHE_SIZE:
+        cache.popitem(last=False)
+    return value
+
+
+def shared_builder(config: PipelineConfig, manifest_dir: Path) -> PairBuilder:
+    key = f"{config.content_hash()}:{Path(manifest_dir).resolve()}"
     try:
-        return open(path, "rb")
-    except OSError as e:
-        raise RunError(f"cannot read manifest {str(path)!r}: {e.strerror or e}") from e
-
-
-def read_manifest(path: str | Path) -> Iterator[ManifestItem]:
-    """Stream the manifest line by line; bad lines and duplicate ids become reject items."""
-    path = Path(path)
-    seen: set[str] = set()
-    with _open_manifest(path) as f:
-        for line_no, raw in enumerate(f, 1):
-            if line_no == 1:
-                raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark is not part of the JSON
-            if not raw.strip():
-                continue
-            try:
-                sample = parse_sample(raw.rstrip(b"\r\n"), line_no)
-            except SampleError as e:
-                detail = f"line {line_no}: field {e.field!r}: {e.detail}"
-                yield ManifestItem(line_no, f"line:{line_no}",
-                                   reject=RejectRecord(e.sample_id, "parse", e.reason, detail, -1))
-                continue
-            if sample.sample_id in seen:
-                detail = f"line {line_no}: field 'sample_id': duplicate of an earlier line's id {sample.sample_id!r}"
-                yield ManifestItem(line_no, f"line:{line_no}",
-                                   reject=RejectRecord(sample.sample_id, "parse", "duplicate_sample_id", detail, -1))
-                continue
-            seen.add(sample.sample_id)
-            yield ManifestItem(line_no, f"id:{sample.sample_id}", sample=sample)
-
-
-def _file_digest(path: Path) -> tuple[str, int]:
-    """sha256 and line count of the manifest (the resume key and the progress bar's total)."""
-    h = hashlib.sha256()
-    lines = 0
-    with _open_manifest(path) as f:
-        try:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-                lines += block.count(b"\n")
-        except OSError as e:
-            raise RunError(f"cannot read manifest {str(path)!r}: {e.strerror or e}") from e
-    return h.hexdigest(), lines
-
-
-# -- stage: prepare ------------------------------------------------------------------------------
-def open_writer(out_dir: Path, config: PipelineConfig, run_key: str, resume: bool) -> ShardWriter:
-    try:
-        return ShardWriter(out_dir, config.output.shard_size, run_key=run_key, resume=resume,
-                           max_shard_bytes=int(config.output.max_shard_mb * 1024 * 1024))
-    except OutputError as e:
-        raise RunError(str(e)) from e
-
-
-def prepare_run(samples_path: str | Path, out_dir: str | Path, config: PipelineConfig,
-                resume: bool = False) -> RunContext:
-    """Check the manifest, build the pair builder and sampler, open the output (in that order, so
-    a configuration that cannot work leaves no output state behind)."""
-    samples_path, out_dir = Path(samples_path), Path(out_dir)
-    if samples_path.is_dir():
-        raise RunError(f"cannot read manifest {str(samples_path)!r}: it is a folder")
-    digest, _ = _file_digest(samples_path)
-    layout = json.dumps(config.output.model_dump(mode="json"), sort_keys=True)
-    run_key = hashlib.sha256(f"{digest}:{config.content_hash()}:{layout}".encode()).hexdigest()
-    if resume and (out_dir / MANIFEST).exists():
-        writer = open_writer(out_dir, config, run_key, resume=True)
-        return RunContext(samples_path, out_dir, config, writer, None, source_sha256=digest)
-    try:
-        builder = PairBuilder(config, samples_path.parent)
+        return _cached("builders", key, lambda: PairBuilder(config, manifest_dir))  # type: ignore[return-value]
     except Exception as e:  # noqa: BLE001 - a tokenizer or editor that cannot load: cannot run
         raise RunError(f"cannot set up the pair builder: {one_line(e)}") from e
-    sampler = None
-    if config.sampler.name != "replay":
-        try:
-            sampler = get_sampler(config.sampler)
-        except Exception as e:  # noqa: BLE001
-            raise RunError(f"cannot set up sampler {config.sampler.name!r}: {one_line(e)}") from e
+
+
+def shared_sampler(config: PipelineConfig, manifest_dir: Path) -> Sampler | None:
+    if config.sampler.name == "replay":
+        return None
+    key = json.dumps([config.sampler.model_dump(mode="json"), str(Path(manifest_dir).resolve())], sort_keys=True)
+
+    def make():
+        sampler = get_sampler(config.sampler)
         if getattr(sampler, "base_dir", "unset") is None:
-            sampler.base_dir = samples_path.parent  # relative image paths are relative to the manifest
-    writer = open_writer(out_dir, config, run_key, resume=resume)
-    return RunContext(samples_path, out_dir, config, writer, builder, sampler, source_sha256=digest)
+            sampler.base_dir = Path(manifest_dir)  # relative image paths are relative to the manifest
+        return sampler
+
+    try:
+        return _cached("samplers", key, make)  # type: ignore[return-value]
+    except Exception as e:  # noqa: BLE001
+        raise RunError(f"cannot set up sampler {config.sampler.name!r}: {one_line(e)}") from e
 
 
-# -- stage: sample and process ---------------------------------------------------------------------
-def sample_responses(ctx: RunContext, samples: list[Sample]) -> list[list[str]]:
+# -- stage 1: plan ----------------------------------------------------------------------------------
+def run_key_of(source_sha256: str, config: PipelineConfig, world_size: int) -> str:
+    """Same manifest bytes, same content config, same shard layout and partition count: same key."""
+    layout = json.dumps(config.output.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(f"{source_sha256}:{config.content_hash()}:{layout}:{world_size}".encode()).hexdigest()
+
+
+def plan_run(samples_path: str | Path, out_dir: str | Path, config: PipelineConfig, resume: bool = False,
+             partitions: int = 1, check_setup: bool = True, scan: ManifestScan | None = None) -> RunPlan:
+    """Scan the manifest, check the set-up, open the output folder (in that order, so that a
+    configuration that cannot work leaves no output state behind).
+
+    ``check_setup``: build the pair builder and sampler here (cached, so in-process partitions reuse
+    them); a flow whose partitions run elsewhere can skip the sampler by passing False. ``scan``: a
+    ``scan_manifest`` result the caller already has."""
+    samples_path, out_dir = Path(samples_path), Path(out_dir)
+    started = time.time()
+    if not 1 <= partitions <= MAX_PARTITIONS:
+        raise RunError(f"partitions must be between 1 and {MAX_PARTITIONS}, got {partitions}")
+    base = {"samples_path": str(samples_path), "out_dir": str(out_dir), "config": config,
+            "world_size": partitions, "started_at": started}
+    if resume and (out_dir / MANIFEST).exists():
+        try:
+            open_run_state(out_dir, "", partitions, resume=True)
+        except OutputError as e:
+            raise RunError(str(e)) from e
+        return RunPlan(**base, complete=True, resumed=True)
+    try:
+        scan = scan or scan_manifest(samples_path)
+    except ManifestError as e:
+        raise RunError(str(e)) from e
+    run_key = run_key_of(scan.sha256, config, partitions)
+    shared_builder(config, samples_path.parent)
+    if check_setup:
+        shared_sampler(config, samples_path.parent)
+    try:
+        state = open_run_state(out_dir, run_key, partitions, resume)
+    except OutputError as e:
+        raise RunError(str(e)) from e
+    return RunPlan(**base, run_key=run_key, run_id=state.run_id, source_sha256=scan.sha256, lines=scan.lines,
+                   items=scan.items, duplicates=scan.duplicates, resumed=resume, scan_seconds=scan.seconds)
+
+
+# -- stage 2: build one partition ---------------------------------------------------------------------
+@dataclass
+class PartitionContext:
+    """What processing one partition shares."""
+
+    config: PipelineConfig
+    builder: PairBuilder
+    sampler: Sampler | None
+    seconds: Counter
+    items: Counter
+
+
+def sample_responses(ctx: PartitionContext, samples: list) -> list[list[str]]:
     """Responses for samples that have none, from the configured sampler (one call per batch)."""
     if ctx.sampler is None:
         return [[] for _ in samples]
@@ -189,19 +239,18 @@ def sample_responses(ctx: RunContext, samples: list[Sample]) -> list[list[str]]:
         out = ctx.sampler.sample(samples, ctx.config.sampler.num_samples, ctx.config.sampler_seed)
     finally:
         ctx.seconds["sample"] += time.perf_counter() - start
+        ctx.items["sample"] += len(samples)
     if len(out) != len(samples):
         raise SamplerError(f"sampler returned {len(out)} response lists for {len(samples)} samples")
     return [list(r) for r in out]
 
 
-def process_items(ctx: RunContext, items: list[ManifestItem]) -> list[SampleResult]:
-    """Turn a batch of manifest items into results (skipping those a resumed run already wrote).
+def process_items(ctx: PartitionContext, items: list[ManifestItem]) -> list[SampleResult]:
+    """Turn a batch of manifest items into results, one per item, in order.
 
     Raises ``TransientSamplerError`` (worth retrying: nothing was written); any other failure of one
-    sample is a reject row.
-    """
-    todo = [it for it in items if it.key not in ctx.writer.completed]
-    to_sample = [it.sample for it in todo if it.sample is not None and it.sample.responses is None]
+    sample is a reject row."""
+    to_sample = [it.sample for it in items if it.sample is not None and it.sample.responses is None]
     sampled: dict[str, list[str]] = {}
     sample_failure: str | None = None
     if to_sample:
@@ -213,15 +262,15 @@ def process_items(ctx: RunContext, items: list[ManifestItem]) -> list[SampleResu
         except Exception as e:  # noqa: BLE001
             sample_failure = one_line(e)
     results = []
-    for it in todo:
+    for it in items:
         if it.reject is not None:
-            results.append(SampleResult(it.key, rejects=[it.reject]))
+            results.append(SampleResult(it.line_no, rejects=[it.reject], samples=1))
             continue
         sample = it.sample
         was_sampled = sample.responses is None and ctx.sampler is not None
         if sample.responses is None and sample_failure is not None:
             rej = RejectRecord(sample.sample_id, "sample", "sampler_error", sample_failure, -1)
-            results.append(SampleResult(it.key, rejects=[rej]))
+            results.append(SampleResult(it.line_no, rejects=[rej]))
             continue
         provenance = None
         if sample.responses is None:
@@ -229,7 +278,7 @@ def process_items(ctx: RunContext, items: list[ManifestItem]) -> list[SampleResu
             why = (getattr(ctx.sampler, "errors", None) or {}).get(sample.sample_id)
             if not responses and why:
                 rej = RejectRecord(sample.sample_id, "sample", "no_responses", f"sampler: {why}", -1)
-                results.append(SampleResult(it.key, rejects=[rej]))
+                results.append(SampleResult(it.line_no, rejects=[rej]))
                 continue
             sample = sample.model_copy(update={"responses": responses})
             provenance = provenance_of(ctx.sampler, sample.sample_id, ctx.config.sampler_seed)
@@ -242,52 +291,166 @@ def process_items(ctx: RunContext, items: list[ManifestItem]) -> list[SampleResu
                 RejectRecord(sample.sample_id, "process", "internal_error", one_line(e), -1)]
             pairs = []
         ctx.seconds["process"] += time.perf_counter() - start
-        results.append(SampleResult(it.key, pairs, rejects, responses=len(sample.responses or [])))
+        ctx.items["process"] += 1
+        results.append(SampleResult(it.line_no, pairs, rejects, responses=len(sample.responses or [])))
     return results
 
 
-# -- stage: write and finalize -------------------------------------------------------------------
-def write_results(ctx: RunContext, results: Iterable[SampleResult]) -> None:
+def batched(items: Iterable, n: int) -> Iterator[list]:
+    it = iter(items)
+    while batch := list(islice(it, n)):
+        yield batch
+
+
+def _process_with_retries(ctx: PartitionContext, batch: list[ManifestItem]) -> list[SampleResult]:
+    for attempt in range(SAMPLER_RETRIES + 1):
+        try:
+            return process_items(ctx, batch)
+        except TransientSamplerError:
+            if attempt == SAMPLER_RETRIES:
+                raise  # the flow's retry condition sees it as transient; the CLI says "rerun with --resume"
+            time.sleep(2.0 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+TRANSIENT_OS_ERRORS = (InterruptedError, BlockingIOError, TimeoutError, ConnectionError)
+
+
+def is_transient(exc: BaseException | None) -> bool:
+    """Worth retrying: a sampler server that dropped out, interrupted or busy I/O. A full disk, a
+    permission error or a bug is not: retrying would only fail again."""
+    return isinstance(exc, (TransientSamplerError, *TRANSIENT_OS_ERRORS))
+
+
+def _write_error(out_dir: str | Path, e: OSError) -> RunError:
+    return RunError(f"cannot write to {str(out_dir)!r}: {e.strerror or e}")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (``ru_maxrss`` is KiB on Linux, bytes on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(rss / (1 << 20) if sys.platform == "darwin" else rss / 1024, 1)
+
+
+def build_partition(plan: RunPlan, rank: int, progress: Callable[[int], None] | None = None) -> PartitionResult:
+    """Build the pairs of partition ``rank`` into its own folder; a finished partition returns at once.
+
+    Resumes after the partition's last committed chunk, so a retried or re-run task neither loses
+    nor repeats a row. ``progress`` gets the number of manifest lines handled per batch."""
+    if not 0 <= rank < plan.world_size:
+        raise RunError(f"rank {rank} is outside 0..{plan.world_size - 1}")
     start = time.perf_counter()
+    cfg = plan.config
     try:
-        for r in results:
-            ctx.writer.add(r)
+        writer = PartitionWriter(plan.out_dir, rank, plan.world_size, cfg.output.shard_size,
+                                 max_shard_bytes=int(cfg.output.max_shard_mb * 1024 * 1024))
+    except OutputError as e:
+        raise RunError(str(e)) from e
     except OSError as e:
-        raise RunError(f"cannot write to {str(ctx.out_dir)!r}: {e.strerror or e}") from e
-    finally:
-        ctx.seconds["write"] += time.perf_counter() - start
+        raise _write_error(plan.out_dir, e) from e
+    if writer.done is not None:
+        return PartitionResult(**_result_fields(writer.done))
+    manifest_dir = Path(plan.samples_path).parent
+    builder = shared_builder(cfg, manifest_dir)
+    ctx = PartitionContext(cfg, builder, shared_sampler(cfg, manifest_dir), Counter(), Counter())
+    items = read_manifest(plan.samples_path, rank, plan.world_size, plan.duplicates, start_after=writer.last_line)
+    try:
+        t = time.perf_counter()
+        for batch in batched(items, cfg.sampler.batch_size):
+            ctx.seconds["parse"] += time.perf_counter() - t
+            ctx.items["parse"] += len(batch)
+            before_s, before_n = Counter(builder.seconds), Counter(builder.counts)
+            results = _process_with_retries(ctx, batch)
+            ctx.seconds.update(Counter(builder.seconds) - before_s)
+            ctx.items.update(Counter(builder.counts) - before_n)
+            writer.note(ctx.seconds, ctx.items)
+            ctx.seconds.clear()
+            ctx.items.clear()
+            for r in results:
+                writer.add(r)
+            if progress is not None:
+                progress(len(batch))
+            t = time.perf_counter()
+        done = writer.close({"tokenizer": builder.tokenizer_name,
+                             "wall_seconds": round(time.perf_counter() - start, 3),
+                             "peak_rss_mb": peak_rss_mb(), "worker": f"{socket.gethostname()}:{os.getpid()}"})
+    except ManifestError as e:
+        raise RunError(str(e)) from e
+    except OutputError as e:
+        raise RunError(str(e)) from e
+    except TRANSIENT_OS_ERRORS:
+        raise  # left as they are, so a retry policy recognises them
+    except OSError as e:
+        raise _write_error(plan.out_dir, e) from e
+    return PartitionResult(**_result_fields(done))
 
 
-def finalize_run(ctx: RunContext) -> RunSummary:
-    """Write ``rejects.parquet`` and then ``manifest.json`` (the completion mark)."""
-    if ctx.writer.complete:
-        return summary_from_manifest(ctx.out_dir, ctx.writer.finalize({}))
-    try:
-        start = time.perf_counter()
-        ctx.writer.flush()  # the last shard, timed with the others
-        ctx.seconds["write"] += time.perf_counter() - start
-    except OSError as e:
-        raise RunError(f"cannot write to {str(ctx.out_dir)!r}: {e.strerror or e}") from e
-    seconds = dict(ctx.seconds)
-    wall = time.perf_counter() - ctx.started
-    pairs = ctx.writer.counts()["pairs"]
-    if ctx.builder is not None:
-        seconds.update({f"process.{k}": v for k, v in ctx.builder.seconds.items()})
-    extra = {
-        "tokenizer": ctx.builder.tokenizer_name if ctx.builder is not None else ctx.config.tokenizer,
-        "config": ctx.config.model_dump(mode="json"),
-        "config_hash": ctx.config.content_hash(),
-        "pipeline_version": pipeline_version(),
-        "source": {"samples": str(ctx.samples_path), "sha256": ctx.source_sha256},
-        "stats": {"seconds": {k: round(v, 3) for k, v in sorted(seconds.items())},
-                  "wall_seconds": round(wall, 3),
-                  "pairs_per_second": round(pairs / wall, 2) if wall > 0 else None},
+def _result_fields(done: dict) -> dict:
+    keys = set(PartitionResult.model_fields)
+    return {k: v for k, v in done.items() if k in keys}
+
+
+# -- stage 3: merge ------------------------------------------------------------------------------------
+def run_stats(plan: RunPlan, results: list[PartitionResult], merge_seconds: float) -> dict:
+    """``manifest.json`` ``stats``: per stage the items it handled and the seconds it took (summed over
+    partitions), plus the wall time and each partition's own figures."""
+    seconds, items = Counter(), Counter()
+    for r in results:
+        seconds.update(r.stats.get("seconds", {}))
+        items.update(r.stats.get("items", {}))
+    seconds["scan"] += plan.scan_seconds
+    items["scan"] += plan.lines
+    seconds["merge"] += merge_seconds
+    items["merge"] += sum(r.counts.get("pairs", 0) for r in results)
+    order = ["scan", "parse", "sample", "process", "image_load", "lesions", "text", "tokens", "image", "write",
+             "summary", "merge"]
+    names = sorted(set(seconds) | set(items), key=lambda k: (order.index(k) if k in order else len(order), k))
+    wall = time.time() - plan.started_at
+    pairs = sum(r.counts.get("pairs", 0) for r in results)
+    return {
+        "seconds": {k: round(seconds[k], 3) for k in names if k in seconds},
+        "stages": {k: {"items": int(items.get(k, 0)), "seconds": round(seconds.get(k, 0.0), 3)} for k in names},
+        "wall_seconds": round(wall, 3),
+        "pairs_per_second": round(pairs / wall, 2) if wall > 0 else None,
+        "resumed": plan.resumed,
+        "partitions": [{"rank": r.rank, "samples": r.counts.get("samples", 0), "pairs": r.counts.get("pairs", 0),
+                        "wall_seconds": r.wall_seconds, "peak_rss_mb": r.peak_rss_mb, "worker": r.worker}
+                       for r in results],
     }
+
+
+def merge_run(plan: RunPlan) -> RunSummary:
+    """Merge the finished partitions into the output folder and write ``manifest.json`` last."""
+    out = Path(plan.out_dir)
+    if plan.complete or (out / MANIFEST).exists():
+        return summary_from_manifest(out, json.loads((out / MANIFEST).read_text(encoding="utf-8")))
+    start = time.perf_counter()
+    results = []
+    for rank in range(plan.world_size):
+        done = partition_done(out, rank, plan.world_size)
+        if done is None:
+            raise RunError(f"cannot merge {str(out)!r}: partition {rank} of {plan.world_size} is not finished; "
+                           "rerun with --resume")
+        results.append(PartitionResult(**_result_fields(done)))
+    tokenizer = next((r.tokenizer for r in results if r.tokenizer), None) or plan.config.tokenizer
+    extra = {
+        "tokenizer": tokenizer,
+        "config": plan.config.model_dump(mode="json"),
+        "config_hash": plan.config_hash,
+        "pipeline_version": pipeline_version(),
+        "partitions": plan.world_size,
+        "source": {"samples": plan.samples_path, "sha256": plan.source_sha256, "lines": plan.lines},
+    }
+    def fields() -> dict:  # asked just before manifest.json is written: the merge's own time counts
+        return {**extra, "stats": run_stats(plan, results, time.perf_counter() - start)}
+
     try:
-        manifest = ctx.writer.finalize(extra)
+        manifest = merge_partitions(out, plan.world_size, fields)
+    except OutputError as e:
+        raise RunError(str(e)) from e
     except OSError as e:
-        raise RunError(f"cannot write to {str(ctx.out_dir)!r}: {e.strerror or e}") from e
-    return summary_from_manifest(ctx.out_dir, manifest)
+        raise _write_error(out, e) from e
+    return summary_from_manifest(out, manifest)
 
 
 def summary_from_manifest(out_dir: Path, manifest: dict) -> RunSummary:
@@ -297,38 +460,50 @@ def summary_from_manifest(out_dir: Path, manifest: dict) -> RunSummary:
                       manifest.get("stats", {}).get("seconds", {}))
 
 
-def batched(items: Iterable, n: int) -> Iterator[list]:
-    it = iter(items)
-    while batch := list(islice(it, n)):
-        yield batch
+def run_markdown(manifest: dict) -> str:
+    """A short markdown summary of a finished run (the Prefect flow attaches it as an artifact)."""
+    def cell(text) -> str:
+        out = " ".join(str(text).split())
+        for ch in "\\`*_{}[]<>()#+!|":
+            out = out.replace(ch, "\\" + ch)
+        return out
+
+    c, s = manifest["counts"], manifest.get("stats") or {}
+    summary = manifest.get("summary") or {}
+    lines = ["## build-pairs run", "",
+             f"{len(manifest['shards'])} shard(s), {manifest.get('partitions', 1)} partition(s), "
+             f"config `{cell(manifest.get('config_hash', '?'))}`, manifest sha256 "
+             f"`{cell((manifest.get('source') or {}).get('sha256', '?')[:16])}`", "",
+             "| count | value |", "|---|---:|"]
+    lines += [f"| {k} | {c[k]:,} |" for k in ("samples", "responses", "pairs", "rejects")]
+    if s.get("stages"):
+        lines += ["", "| stage | items | seconds |", "|---|---:|---:|"]
+        lines += [f"| {cell(k)} | {v['items']:,} | {v['seconds']:.2f} |" for k, v in s["stages"].items()]
+    if s.get("wall_seconds") is not None:
+        lines += ["", f"Wall time {s['wall_seconds']:.1f} s, {s.get('pairs_per_second') or 0:.1f} pairs/s"
+                      + (" (resumed)" if s.get("resumed") else "") + "."]
+    for title, key in (("reject reason", "rejects_by_reason"), ("error type", "error_types")):
+        if summary.get(key):
+            lines += ["", f"| {title} | count |", "|---|---:|"]
+            lines += [f"| {cell(k)} | {v:,} |" for k, v in summary[key].items()]
+    return "\n".join(lines) + "\n"
 
 
-def _process_with_retries(ctx: RunContext, batch: list[ManifestItem]) -> list[SampleResult]:
-    for attempt in range(SAMPLER_RETRIES + 1):
-        try:
-            return process_items(ctx, batch)
-        except TransientSamplerError as e:
-            if attempt == SAMPLER_RETRIES:
-                raise RunError(f"sampler kept failing ({one_line(e)}); rerun with --resume") from e
-            time.sleep(2.0 * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
+# -- the whole run, in this process -----------------------------------------------------------------
 def run(samples_path: str | Path, out_dir: str | Path, config: PipelineConfig, resume: bool = False,
-        progress: bool | None = None) -> RunSummary:
-    """Build the pairs of one manifest into ``out_dir``. ``progress``: None shows a bar on a terminal."""
+        progress: bool | None = None, partitions: int = 1) -> RunSummary:
+    """Build the pairs of one manifest into ``out_dir``, partitions one after another in this process.
+    ``progress``: None shows a bar on a terminal. Raises ``RunError`` when it cannot run at all."""
     from tqdm import tqdm
 
-    ctx = prepare_run(samples_path, out_dir, config, resume)
-    if ctx.writer.complete:
-        return finalize_run(ctx)
-    _, total = _file_digest(ctx.samples_path)
+    plan = plan_run(samples_path, out_dir, config, resume, partitions)
+    if plan.complete:
+        return merge_run(plan)
     disable = None if progress is None else not progress
-    with tqdm(total=total, unit="line", desc="build-pairs", disable=disable, file=sys.stderr) as bar:
-        start = time.perf_counter()
-        for batch in batched(read_manifest(ctx.samples_path), config.sampler.batch_size):
-            ctx.seconds["parse"] += time.perf_counter() - start
-            write_results(ctx, _process_with_retries(ctx, batch))
-            bar.update(batch[-1].line_no - bar.n)
-            start = time.perf_counter()
-    return finalize_run(ctx)
+    with tqdm(total=plan.items, unit="line", desc="build-pairs", disable=disable, file=sys.stderr) as bar:
+        for rank in range(plan.world_size):
+            try:
+                build_partition(plan, rank, progress=bar.update)
+            except TransientSamplerError as e:
+                raise RunError(f"sampler kept failing ({one_line(e)}); rerun with --resume") from e
+    return merge_run(plan)

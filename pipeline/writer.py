@@ -1,12 +1,17 @@
 """Writes the output folder: pair shards, the rejects ledger, and ``manifest.json`` last.
 
-Crash safety follows the datatrove pattern of completion markers. Results are buffered per whole
-sample (a sample's pairs never straddle two shards). A flush commits one *chunk*: the shard is
-written under a temporary name and renamed, then a marker listing the chunk's completed sample keys,
-its reject rows and its counts is written the same way. The marker is the commit point: on
-``--resume`` every marked sample is skipped, and any shard without a marker is deleted and redone.
-Indices advance only after the marker lands, so repeating a failed flush rewrites the same files.
-``manifest.json`` is written last; a folder that has it is complete.
+Crash safety follows datatrove's pattern: every partition (rank) writes into its own folder under
+``.medpref-progress/`` with rank-prefixed shard names, and commits in *chunks*. A chunk's shard is
+written under a temporary name and renamed, then a marker naming the chunk's last manifest line,
+its counts and its reject rows is written the same way. The marker is the commit point: resuming a
+partition deletes any shard without a marker and re-reads the manifest after the last committed line.
+Chunk boundaries depend only on what was buffered since the previous commit, so a resumed partition
+writes byte-identical shards to an uninterrupted one.
+
+When every partition is done, ``merge_partitions`` streams the markers into ``rejects.parquet``,
+writes a merge plan (which rank shard becomes which ``shard-NNNNN.parquet``), performs the renames
+(re-running the plan after a kill finishes it), and writes ``manifest.json`` last: a folder that has
+it is complete. Memory is bounded by one chunk: markers are read back one at a time.
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import statistics
+import time
+import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -23,11 +30,24 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.pair import PAIR_SCHEMA, SCHEMA_VERSION, PairRecord, RejectRecord, pairs_table, rejects_table
+from pipeline.faults import pause_point
+from schemas.pair import (
+    PAIR_SCHEMA,
+    REJECT_SCHEMA,
+    SCHEMA_VERSION,
+    PairRecord,
+    RejectRecord,
+    rejects_table,
+)
 
 STATE_DIR = ".medpref-progress"
 MANIFEST = "manifest.json"
 REJECTS = "rejects.parquet"
+RUN_FILE = "run.json"
+MERGE_PLAN = "merge.json"
+DONE_FILE = "done.json"
+REJECT_FLUSH_ROWS = 10_000  # a chunk also closes on this many buffered reject rows (bounded memory)
+_SUMMARY_DIGITS = 4  # the median edit ratio is taken over ratios rounded to this many digits
 
 
 class OutputError(RuntimeError):
@@ -36,20 +56,52 @@ class OutputError(RuntimeError):
 
 @dataclass
 class SampleResult:
-    """Everything one manifest entry produced. ``key`` is unique per entry (the sample id, or
-    ``line-N`` for a line that never became a sample)."""
+    """Everything one manifest line produced. ``line_no`` orders results and is what resume skips."""
 
-    key: str
+    line_no: int
     pairs: list[PairRecord] = field(default_factory=list)
     rejects: list[RejectRecord] = field(default_factory=list)
     responses: int = 0
+    samples: int = 1
+
+
+def word_edit_ratio(a: str, b: str) -> float:
+    """``pipeline.evaluate.word_edit_ratio``, exactly, but fast on minimal edits: a common prefix and
+    suffix of words never changes a Levenshtein distance, so only the differing middle is aligned."""
+    x, y = a.split(), b.split()
+    longest = max(len(x), len(y))
+    if not longest:
+        return 0.0
+    start = 0
+    while start < len(x) and start < len(y) and x[start] == y[start]:
+        start += 1
+    end_x, end_y = len(x), len(y)
+    while end_x > start and end_y > start and x[end_x - 1] == y[end_y - 1]:
+        end_x, end_y = end_x - 1, end_y - 1
+    x, y = x[start:end_x], y[start:end_y]
+    prev = list(range(len(y) + 1))
+    for i in range(1, len(x) + 1):
+        cur = [i] + [0] * len(y)
+        for j in range(1, len(y) + 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x[i - 1] != y[j - 1]))
+        prev = cur
+    return prev[-1] / longest
 
 
 def edit_ratio(pair: PairRecord) -> float:
     """Word-level edit distance over the longer side (0 = identical, 1 = rewritten), as `eval` reports it."""
-    from pipeline.evaluate import word_edit_ratio
-
     return word_edit_ratio(pair.rejected, pair.chosen)
+
+
+def pair_row(pair: PairRecord) -> dict:
+    """``pair.to_row()`` without ``dataclasses.asdict``'s deep copy of every list (a third of the write
+    time on text-only pairs): the nested records become plain dicts, their lists are shared."""
+    row = dict(pair.__dict__)
+    row["images"] = [dict(i.__dict__) for i in pair.images]
+    row["corrupted_images"] = [dict(i.__dict__) for i in pair.corrupted_images]
+    row["corruption"] = dict(pair.corruption.__dict__)
+    row["edits"] = [dict(e.__dict__) for e in pair.edits]
+    return row
 
 
 def pair_nbytes(pair: PairRecord) -> int:
@@ -88,13 +140,38 @@ def pair_schema_metadata() -> dict[bytes, bytes]:
     return meta
 
 
+# -- atomic files ------------------------------------------------------------------------------------
+def _discard(tmp: Path) -> None:
+    try:
+        tmp.unlink()
+    except OSError:
+        pass
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _discard(tmp)  # a full disk leaves no half-written temp file behind
+        raise
 
 
 def _atomic_write_json(path: Path, obj: dict) -> None:
@@ -103,162 +180,345 @@ def _atomic_write_json(path: Path, obj: dict) -> None:
 
 def _atomic_write_table(path: Path, table: pa.Table) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _discard(tmp)
+        raise
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise OutputError(f"cannot read progress file {str(path)!r}: {e}; use a new --out") from e
 
 
 def shard_name(index: int) -> str:
     return f"shard-{index:05d}.parquet"
 
 
-class ShardWriter:
-    """Buffers whole samples and commits them in chunks of about ``shard_size`` pair rows (or fewer
-    when ``max_shard_bytes`` of rows are buffered first: rows with images are large)."""
+def rank_shard_name(rank: int, index: int) -> str:
+    return f"shard-r{rank:05d}-{index:05d}.parquet"
 
-    def __init__(self, out_dir: str | Path, shard_size: int, *, run_key: str = "", resume: bool = False,
+
+def partition_dir(out_dir: Path, rank: int, world_size: int) -> Path:
+    return Path(out_dir) / STATE_DIR / f"part-{rank:05d}-of-{world_size:05d}"
+
+
+# -- the run's state -----------------------------------------------------------------------------------
+@dataclass
+class RunState:
+    run_id: str  # fresh per started run: a new folder never reuses a cached partition result
+    complete: bool = False
+
+
+def open_run_state(out_dir: str | Path, run_key: str, world_size: int, resume: bool) -> RunState:
+    """Start (or, with ``resume``, continue) a run in ``out_dir``; refuse anything that would mix runs."""
+    out = Path(out_dir)
+    state = out / STATE_DIR
+    if (out / MANIFEST).exists():
+        if resume:
+            shutil.rmtree(state, ignore_errors=True)  # killed after manifest.json, before the cleanup
+            return RunState("", complete=True)
+        raise OutputError(f"output folder {str(out)!r} already holds a complete run (manifest.json); "
+                          "choose another --out")
+    if state.exists() and not resume:
+        raise OutputError(f"output folder {str(out)!r} holds an unfinished run; pass --resume to finish it")
+    if not state.exists() and out.exists() and any(out.glob("shard-*.parquet")):
+        raise OutputError(f"output folder {str(out)!r} already holds shards; choose an empty folder")
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+        probe = state / ".write-probe"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as e:
+        raise OutputError(f"output folder {str(out)!r} is not writable: {e.strerror or e}") from e
+    run_file = state / RUN_FILE
+    if run_file.exists():
+        previous = _read_json(run_file)
+        if previous.get("run_key") != run_key:
+            raise OutputError(f"cannot resume {str(out)!r}: it was started with a different configuration, "
+                              "manifest or partition count; use a new --out")
+        return RunState(previous["run_id"])
+    run_id = uuid.uuid4().hex
+    try:
+        _atomic_write_json(run_file, {"run_key": run_key, "run_id": run_id, "partitions": world_size})
+    except OSError as e:
+        raise OutputError(f"cannot write to {str(out)!r}: {e.strerror or e}") from e
+    return RunState(run_id)
+
+
+# -- one partition -----------------------------------------------------------------------------------
+class PartitionWriter:
+    """Buffers whole samples of one partition and commits them in chunks of about ``shard_size`` pair
+    rows (fewer when ``max_shard_bytes`` of rows, or ``REJECT_FLUSH_ROWS`` reject rows, are buffered).
+
+    Only aggregates stay in memory after a commit; ``done`` holds ``done.json`` once the partition is
+    closed (then the partition is never written again)."""
+
+    def __init__(self, out_dir: str | Path, rank: int, world_size: int, shard_size: int, *,
                  max_shard_bytes: int | None = None):
         self.out_dir = Path(out_dir)
+        self.rank, self.world_size = rank, world_size
         self.shard_size = shard_size
         self.max_shard_bytes = max_shard_bytes
-        self.run_key = run_key
-        self.state_dir = self.out_dir / STATE_DIR
-        self.completed: set[str] = set()
-        self.chunks: list[dict] = []
+        self.dir = partition_dir(self.out_dir, rank, world_size)
+        self.last_line = 0  # the last manifest line committed (or buffered)
+        self.chunks = 0
+        self.shards = 0
+        self.totals: Counter[str] = Counter()
+        self.stage_seconds: Counter[str] = Counter()
+        self.stage_items: Counter[str] = Counter()
+        self.done: dict | None = None
+        self._pending_seconds: Counter[str] = Counter()
+        self._pending_items: Counter[str] = Counter()
+        self._reset_buffer()
+        self._open()
+
+    def _reset_buffer(self) -> None:
         self._pairs: list[PairRecord] = []
         self._rejects: list[RejectRecord] = []
-        self._keys: list[str] = []
-        self._responses = 0
-        self._bytes = 0
-        self.complete = False
-        self._open(resume)
+        self._samples = self._responses = self._bytes = 0
+        self._first_line: int | None = None
 
-    # -- opening -----------------------------------------------------------------------------
-    def _open(self, resume: bool) -> None:
-        out = self.out_dir
-        if (out / MANIFEST).exists():
-            if resume:
-                self.complete = True
-                return
-            raise OutputError(f"output folder {str(out)!r} already holds a complete run (manifest.json); "
-                              "choose another --out")
-        if self.state_dir.exists() and not resume:
-            raise OutputError(f"output folder {str(out)!r} holds an unfinished run; pass --resume to finish it")
-        if not resume and out.exists() and any(out.glob("shard-*.parquet")):
-            raise OutputError(f"output folder {str(out)!r} already holds shards; choose an empty folder")
-        try:
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-            probe = self.state_dir / ".write-probe"
-            probe.write_bytes(b"ok")
-            probe.unlink()
-        except OSError as e:
-            raise OutputError(f"output folder {str(out)!r} is not writable: {e.strerror or e}") from e
-        run_file = self.state_dir / "run.json"
-        if run_file.exists():
-            previous = json.loads(run_file.read_text()).get("run_key", "")
-            if previous != self.run_key:
-                raise OutputError(f"cannot resume {str(out)!r}: it was started with a different configuration "
-                                  "or manifest; use a new --out")
-        else:
-            _atomic_write_json(run_file, {"run_key": self.run_key})
-        self._load_markers()
-
-    def _load_markers(self) -> None:
-        for tmp in [*self.out_dir.glob("*.tmp"), *self.state_dir.glob("*.tmp")]:
+    def _open(self) -> None:
+        done = self.dir / DONE_FILE
+        if done.exists():
+            self.done = _read_json(done)
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for tmp in self.dir.glob("*.tmp"):
             tmp.unlink()
-        for marker in sorted(self.state_dir.glob("chunk-*.json")):
-            chunk = json.loads(marker.read_text())
-            if chunk["shard"] is not None and not (self.out_dir / chunk["shard"]).exists():
-                raise OutputError(f"cannot resume {str(self.out_dir)!r}: {chunk['shard']} is marked complete "
-                                  "but missing; use a new --out")
-            self.chunks.append(chunk)
-            self.completed.update(chunk["keys"])
-        committed = {c["shard"] for c in self.chunks if c["shard"]}
-        for shard in self.out_dir.glob("shard-*.parquet"):
-            if shard.name not in committed:  # written before a crash, never committed: redone
+        committed = set()
+        for marker in sorted(self.dir.glob("chunk-*.json")):
+            chunk = _read_json(marker)
+            if chunk["chunk"] != self.chunks:
+                raise OutputError(f"cannot resume {str(self.out_dir)!r}: {marker.name} is out of sequence; "
+                                  "use a new --out")
+            if chunk["shard"] is not None:
+                if not (self.dir / chunk["shard"]).exists():
+                    raise OutputError(f"cannot resume {str(self.out_dir)!r}: {chunk['shard']} is marked complete "
+                                      "but missing; use a new --out")
+                committed.add(chunk["shard"])
+                self.shards += 1
+            self.chunks += 1
+            self.last_line = max(self.last_line, chunk["last_line"])
+            self.totals.update(chunk["counts"])
+            self.stage_seconds.update(chunk["stats"]["seconds"])
+            self.stage_items.update(chunk["stats"]["items"])
+        for shard in self.dir.glob("shard-r*.parquet"):
+            if shard.name not in committed:  # renamed before a kill, never committed: redone
                 shard.unlink()
 
-    @property
-    def shards(self) -> list[str]:
-        return [c["shard"] for c in self.chunks if c["shard"]]
-
     # -- writing -----------------------------------------------------------------------------
+    def note(self, seconds: dict[str, float] | None = None, items: dict[str, int] | None = None) -> None:
+        """Stage timings and counts spent on the buffered samples; committed with the next chunk, so
+        they survive a kill exactly as the rows they describe do."""
+        self._pending_seconds.update(seconds or {})
+        self._pending_items.update(items or {})
+
     def add(self, result: SampleResult) -> None:
-        """Buffer one whole sample; adding a key twice (a retried task) is a no-op."""
-        if self.complete:
-            raise OutputError(f"output folder {str(self.out_dir)!r} is already complete")
-        if result.key in self.completed or result.key in self._keys:
+        """Buffer one whole sample; a line at or before the last one added (a retried task) is a no-op."""
+        if self.done is not None:
+            raise OutputError(f"partition {self.rank} of {str(self.out_dir)!r} is already complete")
+        if result.line_no <= self.last_line:
             return
-        self._keys.append(result.key)
+        self.last_line = result.line_no
+        if self._first_line is None:
+            self._first_line = result.line_no
+        self._samples += result.samples
         self._pairs.extend(result.pairs)
         self._rejects.extend(result.rejects)
         self._responses += result.responses
-        self._bytes += sum(pair_nbytes(p) for p in result.pairs)
-        if len(self._pairs) >= self.shard_size or (
-                self.max_shard_bytes is not None and self._bytes >= self.max_shard_bytes):
+        self._bytes += sum(pair_nbytes(p) for p in result.pairs) + sum(len(r.detail) for r in result.rejects)
+        if (len(self._pairs) >= self.shard_size or len(self._rejects) >= REJECT_FLUSH_ROWS
+                or (self.max_shard_bytes is not None and self._bytes >= self.max_shard_bytes)):
             self.flush()
 
     def flush(self) -> None:
-        """Commit the buffered samples: shard (if any pairs), then the marker."""
-        if not self._keys:
+        """Commit the buffered samples: the shard (if any pairs), then the marker."""
+        if self._first_line is None:
             return
-        index = len(self.chunks)
+        start = time.perf_counter()
         shard = None
         if self._pairs:
-            shard = shard_name(len(self.shards))
-            table = pairs_table(self._pairs).replace_schema_metadata(pair_schema_metadata())
-            _atomic_write_table(self.out_dir / shard, table)
+            shard = rank_shard_name(self.rank, self.shards)
+            table = pa.Table.from_pylist([pair_row(p) for p in self._pairs], schema=PAIR_SCHEMA)
+            _atomic_write_table(self.dir / shard, table.replace_schema_metadata(pair_schema_metadata()))
+            pause_point("shard_written")
+        seconds = Counter(self._pending_seconds)
+        seconds["write"] += time.perf_counter() - start
+        start = time.perf_counter()
+        ratios = [round(edit_ratio(p), _SUMMARY_DIGITS) for p in self._pairs]
+        seconds["summary"] += time.perf_counter() - start
+        items = Counter(self._pending_items)
+        items["write"] += len(self._pairs)
+        items["summary"] += len(self._pairs)
+        counts = {"samples": self._samples, "responses": self._responses,
+                  "pairs": len(self._pairs), "rejects": len(self._rejects)}
         chunk = {
-            "chunk": index,
+            "chunk": self.chunks,
             "shard": shard,
-            "keys": list(self._keys),
-            "counts": {"samples": len(self._keys), "responses": self._responses,
-                       "pairs": len(self._pairs), "rejects": len(self._rejects)},
+            "first_line": self._first_line,
+            "last_line": self.last_line,
+            "counts": counts,
             "error_types": dict(Counter(t for p in self._pairs for t in p.error_types)),
-            "edit_ratios": [round(edit_ratio(p), 6) for p in self._pairs],
+            "edit_ratios": ratios,
+            "stats": {"seconds": {k: round(v, 6) for k, v in seconds.items()}, "items": dict(items)},
             "rejects": [r.to_row() for r in self._rejects],
         }
-        _atomic_write_json(self.state_dir / f"chunk-{index:05d}.json", chunk)
-        self.chunks.append(chunk)
-        self.completed.update(self._keys)
-        self._keys, self._pairs, self._rejects, self._responses, self._bytes = [], [], [], 0, 0
+        _atomic_write_json(self.dir / f"chunk-{self.chunks:05d}.json", chunk)
+        pause_point("chunk_committed")
+        self.chunks += 1
+        self.shards += shard is not None
+        self.totals.update(counts)
+        self.stage_seconds.update(seconds)
+        self.stage_items.update(items)
+        self._pending_seconds.clear()
+        self._pending_items.clear()
+        self._reset_buffer()
 
-    # -- finishing ---------------------------------------------------------------------------
-    def counts(self) -> dict[str, int]:
-        totals = Counter()
-        for c in self.chunks:
-            totals.update(c["counts"])
-        return {k: int(totals.get(k, 0)) for k in ("samples", "responses", "pairs", "rejects")}
-
-    def summary(self) -> dict:
-        reasons = Counter(r["reason"] for c in self.chunks for r in c["rejects"])
-        errors = Counter()
-        for c in self.chunks:
-            errors.update(c["error_types"])
-        ratios = [x for c in self.chunks for x in c["edit_ratios"]]
-        return {
-            "rejects_by_reason": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
-            "error_types": dict(sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))),
-            "median_edit_ratio": round(statistics.median(ratios), 4) if ratios else None,
-        }
-
-    def finalize(self, extra: dict) -> dict:
-        """Flush, write ``rejects.parquet``, then ``manifest.json`` (last), then drop the progress state."""
-        if self.complete:
-            return json.loads((self.out_dir / MANIFEST).read_text())
+    def close(self, info: dict | None = None) -> dict:
+        """Flush and mark the partition done (``info`` is kept in ``done.json``); returns ``done.json``."""
+        if self.done is not None:
+            return self.done
         self.flush()
-        rejects = [RejectRecord(**row) for c in self.chunks for row in c["rejects"]]
-        _atomic_write_table(self.out_dir / REJECTS, rejects_table(rejects))
-        manifest = {
-            "schema_version": SCHEMA_VERSION,
-            "counts": self.counts(),
+        done = {
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "chunks": self.chunks,
             "shards": self.shards,
-            "rejects": REJECTS,
-            **extra,
-            "summary": self.summary(),
+            "counts": {k: int(self.totals.get(k, 0)) for k in ("samples", "responses", "pairs", "rejects")},
+            "stats": {"seconds": {k: round(v, 6) for k, v in sorted(self.stage_seconds.items())},
+                      "items": dict(sorted(self.stage_items.items()))},
+            **(info or {}),
         }
-        _atomic_write_json(self.out_dir / MANIFEST, manifest)
-        shutil.rmtree(self.state_dir, ignore_errors=True)
-        self.complete = True
-        return manifest
+        _atomic_write_json(self.dir / DONE_FILE, done)
+        self.done = done
+        return done
+
+
+def iter_chunks(out_dir: Path, world_size: int) -> Iterator[tuple[int, dict]]:
+    """Every committed chunk marker, rank by rank and in order, read one at a time."""
+    for rank in range(world_size):
+        for marker in sorted(partition_dir(out_dir, rank, world_size).glob("chunk-*.json")):
+            yield rank, _read_json(marker)
+
+
+def partition_done(out_dir: str | Path, rank: int, world_size: int) -> dict | None:
+    path = partition_dir(Path(out_dir), rank, world_size) / DONE_FILE
+    return _read_json(path) if path.exists() else None
+
+
+# -- merging -------------------------------------------------------------------------------------------
+def _median_of_counts(hist: Counter) -> float | None:
+    n = sum(hist.values())
+    if not n:
+        return None
+    wanted = [(n - 1) // 2, n // 2]
+    values, seen = [], 0
+    for value in sorted(hist):
+        count = hist[value]
+        while wanted and wanted[0] < seen + count:
+            values.append(value)
+            wanted.pop(0)
+        seen += count
+    return round(sum(values) / 2, _SUMMARY_DIGITS)
+
+
+def _write_rejects(out_dir: Path, world_size: int) -> tuple[Counter, Counter, Counter, Counter, list]:
+    """Stream every chunk's reject rows into ``rejects.parquet``; collect the summary on the way."""
+    path = out_dir / REJECTS
+    tmp = path.with_name(path.name + ".tmp")
+    reasons, stages, errors, ratios = Counter(), Counter(), Counter(), Counter()
+    plan = []
+    final_index = 0
+    try:
+        with pq.ParquetWriter(tmp, REJECT_SCHEMA, compression="zstd") as w:
+            for rank, chunk in iter_chunks(out_dir, world_size):
+                rows = chunk["rejects"]
+                if rows:
+                    w.write_table(rejects_table([RejectRecord(**r) for r in rows]))
+                reasons.update(r["reason"] for r in rows)
+                stages.update(r["stage"] for r in rows)
+                errors.update(chunk["error_types"])
+                ratios.update(chunk["edit_ratios"])
+                if chunk["shard"] is not None:
+                    src = f"{partition_dir(out_dir, rank, world_size).name}/{chunk['shard']}"
+                    plan.append({"src": src, "dst": shard_name(final_index)})
+                    final_index += 1
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        pause_point("rejects_tmp_written")
+        os.replace(tmp, path)
+    except BaseException:
+        _discard(tmp)
+        raise
+    return reasons, stages, errors, ratios, plan
+
+
+def merge_partitions(out_dir: str | Path, world_size: int, extra: dict | Callable[[], dict]) -> dict:
+    """All partitions done -> ``rejects.parquet``, ``shard-NNNNN.parquet`` and ``manifest.json`` (last).
+
+    ``extra``: the manifest's other fields (a callable is asked just before the manifest is written,
+    so timings can include the merge itself).
+
+    Safe to repeat after a kill at any point: the rejects file is rewritten, the merge plan (written
+    before the first rename) is finished, and ``manifest.json`` is written only at the very end."""
+    out = Path(out_dir)
+    if (out / MANIFEST).exists():
+        return json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    state = out / STATE_DIR
+    plan_path = state / MERGE_PLAN
+    dones = []
+    for rank in range(world_size):
+        done = partition_done(out, rank, world_size)
+        if done is None:
+            raise OutputError(f"cannot merge {str(out)!r}: partition {rank} of {world_size} is not finished; "
+                              "rerun with --resume")
+        dones.append(done)
+    if plan_path.exists():
+        merge = _read_json(plan_path)
+    else:
+        for tmp in out.glob("*.tmp"):
+            tmp.unlink()
+        reasons, stages, errors, ratios, renames = _write_rejects(out, world_size)
+        totals = Counter()
+        for d in dones:
+            totals.update(d["counts"])
+        merge = {
+            "renames": renames,
+            "counts": {k: int(totals.get(k, 0)) for k in ("samples", "responses", "pairs", "rejects")},
+            "summary": {
+                "rejects_by_reason": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
+                "rejects_by_stage": dict(sorted(stages.items(), key=lambda kv: (-kv[1], kv[0]))),
+                "error_types": dict(sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))),
+                "median_edit_ratio": _median_of_counts(Counter({float(k): v for k, v in ratios.items()})),
+            },
+        }
+        _atomic_write_json(plan_path, merge)
+    for step in merge["renames"]:
+        src, dst = state / step["src"], out / step["dst"]
+        if src.exists():
+            os.replace(src, dst)
+            pause_point("merge_renamed")
+        elif not dst.exists():
+            raise OutputError(f"cannot merge {str(out)!r}: {step['src']} is missing; use a new --out")
+    _fsync_dir(out)
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "counts": merge["counts"],
+        "shards": [step["dst"] for step in merge["renames"]],
+        "rejects": REJECTS,
+        **(extra() if callable(extra) else extra),
+        "summary": merge["summary"],
+    }
+    pause_point("before_manifest")
+    _atomic_write_json(out / MANIFEST, manifest)
+    _fsync_dir(out)
+    shutil.rmtree(state, ignore_errors=True)
+    return manifest

@@ -1,8 +1,11 @@
-"""The Prefect flow wraps the same stage functions as the CLI and writes the same pair tables."""
+"""The Prefect flow: the same tables as the command line, partitions on a real Dask cluster on
+loopback, cached partitions on a re-run, retries only for transient failures, a markdown artifact,
+and the scheduled deployment registered with a (test) Prefect server."""
 
 from __future__ import annotations
 
 import ast
+import errno
 import json
 import os
 from pathlib import Path
@@ -12,11 +15,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "medpref_data" / "sample" / "samples.jsonl"
+IU_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray_model_generations"
 
 
 @pytest.fixture(scope="session")
 def prefect_harness(tmp_path_factory):
-    """One ephemeral Prefect backend for the session (entering it takes ~8 s)."""
+    """One temporary Prefect server for the session (entering it takes ~8 s)."""
     home = tmp_path_factory.mktemp("prefect-home")
     saved = {k: os.environ.get(k) for k in ("PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED", "DO_NOT_TRACK")}
     os.environ.update({"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"})
@@ -39,31 +43,102 @@ def tables(out: Path):
     return manifest, pairs, pq.read_table(out / "rejects.parquet")
 
 
-@pytest.mark.slow
-def test_flow_writes_the_same_tables_as_the_cli(prefect_harness, tmp_path):
+def cli_run(out: Path, config: Path, partitions: int, samples: Path = SAMPLE):
     from typer.testing import CliRunner
 
-    from flows.build_pairs import build_pairs
     from pipeline.cli import app
 
-    config = tmp_path / "config.yaml"
-    config.write_text("output:\n  shard_size: 5\nsampler:\n  batch_size: 3\n")
-    cli_out, flow_out = tmp_path / "cli", tmp_path / "flow"
-    result = CliRunner().invoke(app, ["run", "--samples", str(SAMPLE), "--out", str(cli_out), "--config",
-                                      str(config), "--no-progress"])
+    result = CliRunner().invoke(app, ["run", "--samples", str(samples), "--out", str(out), "--config", str(config),
+                                      "--partitions", str(partitions), "--no-progress"])
     assert result.exit_code == 0, result.output
+    return tables(out)
 
-    returned = build_pairs(str(SAMPLE), str(flow_out), config_path=str(config))
-    cli_manifest, cli_pairs, cli_rejects = tables(cli_out)
-    flow_manifest, flow_pairs, flow_rejects = tables(flow_out)
+
+def task_states(flow_run_id) -> dict[str, str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {r.name: r.state.name for r in runs}
+
+
+@pytest.fixture()
+def config(tmp_path) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text("output:\n  shard_size: 3\nsampler:\n  batch_size: 3\n")
+    return path
+
+
+@pytest.mark.slow
+def test_flow_writes_the_same_tables_as_the_cli_and_reuses_cached_partitions(prefect_harness, tmp_path, config,
+                                                                            monkeypatch):
+    from prefect.artifacts import Artifact
+
+    import flows.build_pairs as fb
+
+    cli_manifest, cli_pairs, cli_rejects = cli_run(tmp_path / "cli", config, partitions=2)
+    params = fb.BuildPairsParams(samples=str(SAMPLE), out=str(tmp_path / "flow-{manifest_sha}"),
+                                 config_path=str(config), partitions=2)
+
+    # the first attempt dies in the merge, after both partitions finished
+    real_merge = fb.merge_run
+    monkeypatch.setattr(fb, "merge_run", lambda plan: (_ for _ in ()).throw(RuntimeError("merge died")))
+    state = fb.build_pairs(params, return_state=True)
+    assert state.is_failed()
+    sha = json.loads((tmp_path / "cli" / "manifest.json").read_text())["source"]["sha256"]
+    out = tmp_path / f"flow-{sha[:12]}"
+    assert not (out / "manifest.json").exists()
+    first = task_states(state.state_details.flow_run_id)
+    assert first["build-partition-0"] == first["build-partition-1"] == "Completed"
+
+    # the re-run resumes: both partitions come from Prefect's cache (same manifest, config, run), the merge runs
+    monkeypatch.setattr(fb, "merge_run", real_merge)
+    state = fb.build_pairs(params.model_copy(update={"resume": True}), return_state=True)
+    returned = state.result()
+    second = task_states(state.state_details.flow_run_id)
+    assert second["build-partition-0"] == second["build-partition-1"] == "Cached", second
+
+    flow_manifest, flow_pairs, flow_rejects = tables(out)
     assert returned["counts"] == flow_manifest["counts"] == cli_manifest["counts"]
     assert flow_manifest["shards"] == cli_manifest["shards"] and len(cli_manifest["shards"]) > 1
-    assert cli_pairs.num_rows > 0
-    assert flow_pairs.equals(cli_pairs) and flow_rejects.equals(cli_rejects)
+    assert cli_pairs.num_rows > 0 and flow_pairs.equals(cli_pairs) and flow_rejects.equals(cli_rejects)
 
-    # a second call on the finished folder with resume is a no-op that reports the same counts
-    again = build_pairs(str(SAMPLE), str(flow_out), config_path=str(config), resume=True)
+    artifact = Artifact.get(fb.ARTIFACT_KEY, _sync=True)
+    assert str(artifact.flow_run_id) == str(state.state_details.flow_run_id)
+    assert f"| pairs | {flow_manifest['counts']['pairs']:,} |" in artifact.data and "| text |" in artifact.data
+
+    # a finished folder with resume is a no-op that reports the same counts
+    again = fb.build_pairs(params.model_copy(update={"resume": True}))
     assert again["counts"] == cli_manifest["counts"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not IU_DIR.exists(), reason="../shared/data/iu_xray_model_generations is absent")
+def test_partitions_run_on_a_local_dask_cluster(prefect_harness, tmp_path, config):
+    """Four partitions on two single-threaded Dask worker processes on loopback: the same tables as
+    ``build-pairs run --partitions 4``, built in the workers, not in this process."""
+    from distributed import Client, LocalCluster
+
+    from flows.build_pairs import BuildPairsParams, build_pairs
+    from pipeline.importers import import_samples
+
+    samples = tmp_path / "iu.jsonl"
+    rows = list(import_samples("iu-generations", IU_DIR))[:80]
+    samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cli_manifest, cli_pairs, cli_rejects = cli_run(tmp_path / "cli", config, partitions=4, samples=samples)
+    with LocalCluster(n_workers=2, processes=True, host="127.0.0.1", threads_per_worker=1,
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
+        worker_pids = set(client.run(os.getpid).values())
+        returned = build_pairs(BuildPairsParams(samples=str(samples), out=str(tmp_path / "dask"),
+                                                config_path=str(config), partitions=4,
+                                                dask_address=cluster.scheduler_address))
+    manifest, pairs, rejects = tables(tmp_path / "dask")
+    assert returned["counts"] == manifest["counts"] == cli_manifest["counts"]
+    assert manifest["shards"] == cli_manifest["shards"]
+    assert pairs.equals(cli_pairs) and rejects.equals(cli_rejects) and pairs.num_rows > 0
+    ran_in = {p["worker"].rsplit(":", 1)[1] for p in manifest["stats"]["partitions"]}
+    assert ran_in and ran_in <= {str(p) for p in worker_pids} and str(os.getpid()) not in ran_in
 
 
 def test_only_transient_failures_are_retried():
@@ -73,10 +148,61 @@ def test_only_transient_failures_are_retried():
     assert _is_transient(TransientSamplerError("server dropped the connection"))
     assert _is_transient(ConnectionResetError())
     assert _is_transient(TimeoutError())
-    assert not _is_transient(OSError(28, "No space left on device"))
+    assert not _is_transient(OSError(errno.ENOSPC, "No space left on device"))
     assert not _is_transient(PermissionError())
     assert not _is_transient(ValueError("a bug"))
     assert not _is_transient(None)
+
+
+@pytest.mark.slow
+def test_partition_task_retries_a_transient_failure_and_not_a_full_disk(prefect_harness, tmp_path, config,
+                                                                        monkeypatch):
+    import flows.build_pairs as fb
+    from pipeline.runner import RunError
+
+    calls = {"n": 0}
+    real = fb.build_partition
+
+    def flaky(plan, rank):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConnectionResetError("the sampler server went away")
+        return real(plan, rank)
+
+    monkeypatch.setattr(fb, "partition_task", fb.partition_task.with_options(retry_delay_seconds=0))
+    monkeypatch.setattr(fb, "build_partition", flaky)
+    result = fb.build_pairs(fb.BuildPairsParams(samples=str(SAMPLE), out=str(tmp_path / "a"), config_path=str(config)))
+    assert calls["n"] == 2 and result["counts"]["samples"] > 0
+
+    calls["n"] = 0
+
+    def full(plan, rank):
+        calls["n"] += 1
+        raise RunError("cannot write to 'x': No space left on device")
+
+    monkeypatch.setattr(fb, "build_partition", full)
+    state = fb.build_pairs(fb.BuildPairsParams(samples=str(SAMPLE), out=str(tmp_path / "b"), config_path=str(config)),
+                           return_state=True)
+    assert state.is_failed() and calls["n"] == 1 and not (tmp_path / "b" / "manifest.json").exists()
+
+
+@pytest.mark.slow
+def test_scheduled_deployment_registers_with_its_schedule(prefect_harness, tmp_path):
+    """The served deployments, applied to the test server (not served: nothing is left running)."""
+    from prefect.client.orchestration import get_client
+
+    from flows.serve import BUILD_CRON, deployments
+
+    build, train = deployments(str(SAMPLE), str(tmp_path / "pairs"), str(tmp_path / "runs"), partitions=2)
+    ids = [build.apply(), train.apply()]
+    with get_client(sync_client=True) as client:
+        stored = [client.read_deployment(i) for i in ids]
+        assert [d.name for d in stored] == ["served-nightly", "served-weekly"]
+        assert stored[0].schedules[0].schedule.cron == BUILD_CRON and stored[0].schedules[0].active
+        assert stored[0].parameters["params"]["partitions"] == 2
+        assert stored[0].parameter_openapi_schema["required"] == ["params"]
+        for i in ids:
+            client.delete_deployment(i)
 
 
 def test_only_flows_import_prefect():

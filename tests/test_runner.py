@@ -1,8 +1,10 @@
-"""The runner on a manifest with every kind of bad line: each response ends as one pair or one reject,
-bad lines are rejects that name the line and field, and nothing stops the good samples."""
+"""The runner's mechanics: same input same tables (whatever the shard layout or partition count),
+an unexpected exception is one reject, a crash then --resume gives the same tables, samplers, the
+failures that stop a run. The full bad-input suite is tests/test_bad_input.py."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 
 import pipeline.process as process_mod
 import pipeline.runner as runner_mod
+import pipeline.writer as writer_mod
 from pipeline.config import load_config
 from pipeline.importers import import_samples
 from pipeline.runner import RunError, run
@@ -82,62 +85,6 @@ def read_out(out: Path):
     return manifest, pairs, rejects
 
 
-def test_bad_lines_become_rejects_and_good_samples_succeed(tmp_path, messy_manifest, iu_records):
-    summary = run_dir(messy_manifest, tmp_path / "out")
-    manifest, pairs, rejects = read_out(tmp_path / "out")
-    by_reason = {}
-    for r in rejects:
-        by_reason.setdefault(r["reason"], []).append(r)
-
-    (bad_json,) = by_reason["invalid_json"]
-    assert bad_json["sample_id"] == "line-2" and bad_json["detail"].startswith("line 2:")
-    (bad_utf8,) = by_reason["invalid_utf8"]
-    assert bad_utf8["detail"].startswith("line 3:")
-    (missing,) = by_reason["missing_reference"]
-    assert missing["sample_id"] == iu_records[2]["sample_id"] and "field 'reference'" in missing["detail"]
-    (unknown,) = by_reason["unknown_task"]
-    assert "line 6" in unknown["detail"] and "field 'task'" in unknown["detail"] and "caption" in unknown["detail"]
-    (dup,) = by_reason["duplicate_sample_id"]
-    assert "line 7" in dup["detail"] and "field 'sample_id'" in dup["detail"]
-    (empty,) = by_reason["empty_response"]
-    assert (empty["sample_id"], empty["response_index"]) == (iu_records[1]["sample_id"], 0)
-    assert [r["sample_id"] for r in by_reason["path_outside_manifest"]] == ["outside"]
-    assert [r["sample_id"] for r in by_reason["image_unreadable"]] == ["unreadable"]
-    assert [(r["sample_id"], r["response_index"]) for r in by_reason["no_responses"]] == [("no-responses", -1)]
-    assert [r["sample_id"] for r in by_reason["response_too_long"]] == [iu_records[7]["sample_id"]]
-    assert all(r["reason"] != "internal_error" for r in rejects)
-
-    # every response of every parsed sample is exactly one pair or one reject row
-    responses = {"nih-1": 1, "outside": 1, "unreadable": 1, "no-responses": 0,
-                 iu_records[0]["sample_id"]: 1, iu_records[1]["sample_id"]: 2, iu_records[7]["sample_id"]: 1}
-    for sid, n in responses.items():
-        rows = [p for p in pairs if p["sample_id"] == sid] + [
-            r for r in rejects if r["sample_id"] == sid and r["response_index"] >= 0]
-        assert len(rows) == n, sid
-    assert manifest["counts"] == {"samples": 12, "responses": sum(responses.values()), "pairs": len(pairs),
-                                  "rejects": len(rejects)}
-    assert summary.counts == manifest["counts"]
-
-    # the good samples became pairs: the NIH one with its corrupted image, the text-only ones without
-    nih = [p for p in pairs if p["sample_id"] == "nih-1"]
-    assert len(nih) == 1, [r for r in rejects if r["sample_id"] == "nih-1"]
-    assert len(nih[0]["images"]) == len(nih[0]["corrupted_images"]) == 1
-    assert nih[0]["corrupted_images"][0]["bytes"] != nih[0]["images"][0]["bytes"]
-    assert nih[0]["corruption"]["method"] == "noise"
-    for p in pairs:
-        assert len(p["chosen_input_ids"]) == len(p["chosen_token_mask"])
-        assert len(p["rejected_input_ids"]) == len(p["rejected_token_mask"])
-        assert p["chosen"] != p["rejected"] and p["edits"]
-        assert sum(p["chosen_token_mask"]) + sum(p["rejected_token_mask"]) > 0
-        meta = json.loads(p["meta"])
-        assert meta["sampler"] == "replay" and meta["extractor"] == "rules"
-        if not p["images"]:
-            assert p["corrupted_images"] == [] and p["corruption"]["reason"]
-    first = [p for p in pairs if p["sample_id"] == iu_records[0]["sample_id"]]
-    for p in first:
-        assert json.loads(p["meta"])["manifest_meta"]["site"] == "indiana"
-
-
 def test_same_input_same_tables_and_seed_changes_ids(tmp_path, messy_manifest):
     run_dir(messy_manifest, tmp_path / "a")
     run_dir(messy_manifest, tmp_path / "b", **{"output.shard_size": 50})
@@ -167,33 +114,84 @@ def test_unexpected_exception_is_one_reject_not_a_crash(tmp_path, messy_manifest
     assert any(p["sample_id"] == "nih-1" for p in pairs)
 
 
-def test_crash_mid_run_then_resume_gives_the_same_tables(tmp_path, messy_manifest, monkeypatch):
+@pytest.mark.parametrize("partitions", [1, 3])
+def test_crash_mid_run_then_resume_gives_the_same_tables(tmp_path, messy_manifest, monkeypatch, partitions):
     layout = {"output.shard_size": 1, "sampler.batch_size": 2}
-    run_dir(messy_manifest, tmp_path / "clean", **layout)
-    real_write = runner_mod.write_results
+    cfg = load_config(None, {"text.max_response_chars": 5000, **layout})
+    run(messy_manifest, tmp_path / "clean", cfg, progress=False, partitions=partitions)
+    real_add = writer_mod.PartitionWriter.add
     calls = {"n": 0}
 
-    def crashing_write(ctx, results):
+    def crashing_add(self, result):
         calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt  # the process dies between batches
-        real_write(ctx, results)
+        if calls["n"] == 6:
+            raise KeyboardInterrupt  # the process dies in the middle of a batch
+        real_add(self, result)
 
-    monkeypatch.setattr(runner_mod, "write_results", crashing_write)
+    monkeypatch.setattr(writer_mod.PartitionWriter, "add", crashing_add)
     with pytest.raises(KeyboardInterrupt):
-        run_dir(messy_manifest, tmp_path / "out", **layout)
+        run(messy_manifest, tmp_path / "out", cfg, progress=False, partitions=partitions)
     assert not (tmp_path / "out" / "manifest.json").exists()
-    assert list((tmp_path / "out").glob("shard-*.parquet"))
-    monkeypatch.setattr(runner_mod, "write_results", real_write)
+    assert list((tmp_path / "out").rglob("shard-*.parquet"))
+    monkeypatch.setattr(writer_mod.PartitionWriter, "add", real_add)
     with pytest.raises(RunError, match="--resume"):
-        run_dir(messy_manifest, tmp_path / "out", **layout)
-    cfg = load_config(None, {"text.max_response_chars": 5000, **layout})
-    run(messy_manifest, tmp_path / "out", cfg, resume=True, progress=False)
+        run(messy_manifest, tmp_path / "out", cfg, progress=False, partitions=partitions)
+    with pytest.raises(RunError, match="partition count"):
+        run(messy_manifest, tmp_path / "out", cfg, resume=True, progress=False, partitions=partitions + 1)
+    summary = run(messy_manifest, tmp_path / "out", cfg, resume=True, progress=False, partitions=partitions)
+    assert summary.counts["samples"] == 12
     clean, out = read_out(tmp_path / "clean"), read_out(tmp_path / "out")
     assert out[1] == clean[1] and out[2] == clean[2]
     assert out[0]["counts"] == clean[0]["counts"] and out[0]["shards"] == clean[0]["shards"]
+    assert out[0]["stats"]["resumed"] and not clean[0]["stats"]["resumed"]
     ids = [p["pair_id"] for p in out[1]]
     assert len(ids) == len(set(ids))
+
+
+def test_partitions_change_the_layout_not_the_rows(tmp_path, messy_manifest):
+    one = run_dir(messy_manifest, tmp_path / "one")
+    three = run(messy_manifest, tmp_path / "three",
+                load_config(None, {"text.max_response_chars": 5000, "output.shard_size": 2, "sampler.batch_size": 3}),
+                progress=False, partitions=3)
+    m1, p1, r1 = read_out(tmp_path / "one")
+    m3, p3, r3 = read_out(tmp_path / "three")
+    assert one.counts == three.counts == m3["counts"]
+    key = lambda r: json.dumps(r, sort_keys=True, default=repr)  # noqa: E731
+    assert sorted(p1, key=key) == sorted(p3, key=key) and sorted(r1, key=key) == sorted(r3, key=key)
+    assert m3["partitions"] == 3 and len(m3["stats"]["partitions"]) == 3
+    # rank r holds lines r+1, r+1+3, ...: partition 0's pairs come first, and only they are from its lines
+    owner_line: dict[str, int] = {}
+    for i, raw in enumerate(messy_manifest.read_bytes().splitlines(), 1):
+        try:
+            owner_line.setdefault(json.loads(raw)["sample_id"], i)
+        except (ValueError, KeyError, TypeError):
+            continue
+    n0 = m3["stats"]["partitions"][0]["pairs"]
+    assert n0 and all((owner_line[p["sample_id"]] - 1) % 3 == 0 for p in p3[:n0])
+    assert all((owner_line[p["sample_id"]] - 1) % 3 != 0 for p in p3[n0:])
+
+
+def test_manifest_stats_count_and_time_every_stage(tmp_path, messy_manifest):
+    run_dir(messy_manifest, tmp_path / "out")
+    manifest, pairs, rejects = read_out(tmp_path / "out")
+    stages = manifest["stats"]["stages"]
+    assert stages["scan"]["items"] == len(messy_manifest.read_bytes().splitlines())
+    assert stages["parse"]["items"] == manifest["counts"]["samples"]  # every non-blank line
+    assert stages["text"]["items"] >= len(pairs) and stages["tokens"]["items"] == len(pairs)
+    assert stages["image_load"]["items"] >= 1 and stages["write"]["items"] == len(pairs)
+    assert all(v["seconds"] >= 0 for v in stages.values()) and stages["text"]["seconds"] > 0
+    assert manifest["stats"]["seconds"]["text"] == stages["text"]["seconds"]  # the older flat view stays
+    assert manifest["stats"]["partitions"][0]["peak_rss_mb"] > 0
+    assert manifest["source"]["sha256"] == hashlib.sha256(messy_manifest.read_bytes()).hexdigest()
+    assert manifest["summary"]["rejects_by_stage"]["parse"] == sum(r["stage"] == "parse" for r in rejects)
+
+
+def test_run_markdown_summarises_the_run(tmp_path, messy_manifest):
+    run_dir(messy_manifest, tmp_path / "out")
+    manifest, pairs, rejects = read_out(tmp_path / "out")
+    md = runner_mod.run_markdown(manifest)
+    assert f"| pairs | {len(pairs):,} |" in md and f"| rejects | {len(rejects):,} |" in md
+    assert "| text |" in md and "| invalid\\_json | 1 |" in md
 
 
 def test_samples_without_responses_go_to_the_sampler(tmp_path, iu_records):

@@ -1,16 +1,31 @@
-"""The shard writer: atomic shards, the manifest last, and a resume that neither loses nor repeats a pair."""
+"""The writer: atomic rank shards committed by markers, a merge that renames them into
+``shard-NNNNN.parquet`` with the manifest last, and a resume (of a partition or of the merge) that
+neither loses nor repeats a pair."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tokenizers import Tokenizer
 
 import pipeline.writer as writer_mod
-from pipeline.writer import STATE_DIR, OutputError, SampleResult, ShardWriter
+from pipeline.writer import (
+    MERGE_PLAN,
+    STATE_DIR,
+    OutputError,
+    PartitionWriter,
+    SampleResult,
+    _median_of_counts,
+    merge_partitions,
+    open_run_state,
+    partition_dir,
+)
 from schemas.pair import PAIR_SCHEMA, REJECT_SCHEMA, Corruption, Edit, ImageRef, PairRecord, RejectRecord
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,17 +71,22 @@ def results() -> list[SampleResult]:
                 meta=json.dumps({"uid": row["uid"]}),
             ))
         if i == 7:
-            out.append(SampleResult(f"id:{sid}", [], [RejectRecord(sid, "text", "no_error", "nothing to fix", 0)], 1))
+            out.append(SampleResult(i + 1, [], [RejectRecord(sid, "text", "no_error", "nothing to fix", 0)], 1))
         else:
-            out.append(SampleResult(f"id:{sid}", pairs, [], len(pairs)))
+            out.append(SampleResult(i + 1, pairs, [], len(pairs)))
     return out
 
 
-def _write_all(out: Path, results, shard_size=3, resume=False) -> dict:
-    w = ShardWriter(out, shard_size, run_key="k", resume=resume)
-    for r in results:
-        w.add(r)
-    return w.finalize({"tokenizer": "t", "config": {}})
+def _write_all(out: Path, results, shard_size=3, world_size=1, resume=False, **kw) -> dict:
+    """What the runner does: line i goes to partition (i - 1) % world_size; then the merge."""
+    open_run_state(out, "k", world_size, resume)
+    for rank in range(world_size):
+        w = PartitionWriter(out, rank, world_size, shard_size, **kw)
+        for r in results:
+            if (r.line_no - 1) % world_size == rank:
+                w.add(r)
+        w.close()
+    return merge_partitions(out, world_size, {"tokenizer": "t", "config": {}})
 
 
 def _pair_table(out: Path):
@@ -81,6 +101,7 @@ def test_shards_rejects_and_manifest(tmp_path, results):
     assert manifest["counts"] == {"samples": 11, "responses": n_pairs + 1, "pairs": n_pairs, "rejects": 1}
     sizes = [pq.read_metadata(out / s).num_rows for s in manifest["shards"]]
     assert sum(sizes) == n_pairs and all(s >= 3 for s in sizes[:-1]) and max(sizes) <= 4  # a sample never straddles
+    assert manifest["shards"] == [f"shard-{i:05d}.parquet" for i in range(len(sizes))]
     assert sorted(p.name for p in out.iterdir()) == sorted([*manifest["shards"], "rejects.parquet", "manifest.json"])
     for s in manifest["shards"]:
         f = pq.ParquetFile(out / s)
@@ -94,6 +115,26 @@ def test_shards_rejects_and_manifest(tmp_path, results):
     assert ids == [p.pair_id for r in results for p in r.pairs]
     assert manifest["summary"]["rejects_by_reason"] == {"no_error": 1}
     assert manifest["summary"]["error_types"] == {"false_finding": n_pairs}
+
+
+def test_partitions_are_merged_rank_by_rank(tmp_path, results):
+    out = tmp_path / "run"
+    manifest = _write_all(out, results, shard_size=2, world_size=3)
+    rows = _pair_table(out)
+    expected = [p.pair_id for rank in range(3) for r in results if (r.line_no - 1) % 3 == rank for p in r.pairs]
+    assert [r["pair_id"] for r in rows] == expected
+    assert manifest["shards"] == [f"shard-{i:05d}.parquet" for i in range(len(manifest["shards"]))]
+    assert manifest["counts"]["samples"] == 11 and not (out / STATE_DIR).exists()
+    single = tmp_path / "single"
+    _write_all(single, results, shard_size=2)
+    assert sorted(rows, key=lambda r: r["pair_id"]) == sorted(_pair_table(single), key=lambda r: r["pair_id"])
+
+
+def test_empty_rejects_ledger_is_a_valid_table(tmp_path, results):
+    out = tmp_path / "run"
+    _write_all(out, [r for r in results if not r.rejects])
+    t = pq.read_table(out / "rejects.parquet")
+    assert t.num_rows == 0 and t.schema.equals(REJECT_SCHEMA, check_metadata=False)
 
 
 def test_shards_load_with_datasets_and_images_decode(tmp_path, results):
@@ -116,8 +157,8 @@ def test_shards_load_with_datasets_and_images_decode(tmp_path, results):
 
 def test_identical_input_gives_identical_files(tmp_path, results):
     a, b = tmp_path / "a", tmp_path / "b"
-    _write_all(a, results)
-    _write_all(b, results)
+    _write_all(a, results, world_size=2)
+    _write_all(b, results, world_size=2)
     for name in ["rejects.parquet", *json.loads((a / "manifest.json").read_text())["shards"]]:
         assert (a / name).read_bytes() == (b / name).read_bytes()
 
@@ -127,39 +168,90 @@ def test_crash_after_some_shards_then_resume(tmp_path, results):
     _write_all(clean, results, shard_size=3)
 
     out = tmp_path / "crashed"
-    w = ShardWriter(out, 3, run_key="k")
+    open_run_state(out, "k", 1, resume=False)
+    w = PartitionWriter(out, 0, 1, 3)
     for r in results[:8]:
         w.add(r)  # commits chunks as it goes; the last samples stay in the buffer
-    committed = set(w.completed)
-    assert 0 < len(committed) < 8
-    # the crash: a shard written but its marker never landed, and a half-written temp file
-    (out / "shard-00009.parquet").write_bytes(b"partial")
-    (out / "shard-00002.parquet.tmp").write_bytes(b"partial")
+    committed = w.last_line
+    part = partition_dir(out, 0, 1)
+    markers = sorted(p.name for p in part.glob("chunk-*.json"))
+    assert markers and w.shards < 8
+    # the crash: a shard renamed but its marker never landed, and a half-written temp file
+    (part / f"shard-r00000-{w.shards:05d}.parquet").write_bytes(b"partial")
+    (part / "chunk-00009.json.tmp").write_bytes(b"partial")
     del w
-    assert not (out / "manifest.json").exists() and (out / STATE_DIR).is_dir()
+    assert not (out / "manifest.json").exists()
 
     with pytest.raises(OutputError, match="--resume"):
-        ShardWriter(out, 3, run_key="k")
+        open_run_state(out, "k", 1, resume=False)
     with pytest.raises(OutputError, match="different configuration"):
-        ShardWriter(out, 3, run_key="other", resume=True)
-
-    w2 = ShardWriter(out, 3, run_key="k", resume=True)
-    assert w2.completed == committed
-    assert not (out / "shard-00009.parquet").exists() and not (out / "shard-00002.parquet.tmp").exists()
-    for r in results:  # the runner re-reads everything; committed samples are skipped
+        open_run_state(out, "other", 1, resume=True)
+    open_run_state(out, "k", 1, resume=True)
+    w2 = PartitionWriter(out, 0, 1, 3)
+    last_marker = json.loads((part / markers[-1]).read_text())
+    assert w2.last_line == last_marker["last_line"] < committed  # the buffered samples were never committed
+    assert not list(part.glob("*.tmp")) and len(list(part.glob("shard-r*.parquet"))) == w2.shards
+    for r in results:  # the runner re-reads the lines after the last commit; earlier ones are no-ops
         w2.add(r)
-    manifest = w2.finalize({"tokenizer": "t", "config": {}})
+    w2.close()
+    manifest = merge_partitions(out, 1, {"tokenizer": "t", "config": {}})
     assert _pair_table(out) == _pair_table(clean)
     ids = [r["pair_id"] for r in _pair_table(out)]
     assert len(ids) == len(set(ids))
     assert manifest["counts"] == json.loads((clean / "manifest.json").read_text())["counts"]
     assert pq.read_table(out / "rejects.parquet").equals(pq.read_table(clean / "rejects.parquet"))
+    for s in manifest["shards"]:  # the redone chunks are byte-identical to the uninterrupted run's
+        assert (out / s).read_bytes() == (clean / s).read_bytes()
     assert not (out / STATE_DIR).exists()
+
+
+def test_merge_killed_midway_is_finished_by_a_rerun(tmp_path, results, monkeypatch):
+    clean = tmp_path / "clean"
+    _write_all(clean, results, shard_size=2, world_size=2)
+    out = tmp_path / "run"
+    open_run_state(out, "k", 2, resume=False)
+    for rank in range(2):
+        w = PartitionWriter(out, rank, 2, 2)
+        for r in results:
+            if (r.line_no - 1) % 2 == rank:
+                w.add(r)
+        w.close()
+    real_replace = writer_mod.os.replace
+    calls = {"n": 0}
+
+    def dying_replace(src, dst):
+        if str(dst).endswith(".parquet") and "shard-" in str(dst) and "-r" not in Path(dst).name:
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt  # killed after two shards were renamed
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(writer_mod.os, "replace", dying_replace)
+    with pytest.raises(KeyboardInterrupt):
+        merge_partitions(out, 2, {"tokenizer": "t", "config": {}})
+    assert (out / STATE_DIR / MERGE_PLAN).exists() and not (out / "manifest.json").exists()
+    assert len(list(out.glob("shard-*.parquet"))) == 2
+    monkeypatch.setattr(writer_mod.os, "replace", real_replace)
+    manifest = merge_partitions(out, 2, {"tokenizer": "t", "config": {}})
+    assert manifest["shards"] == json.loads((clean / "manifest.json").read_text())["shards"]
+    assert _pair_table(out) == _pair_table(clean)
+    assert pq.read_table(out / "rejects.parquet").equals(pq.read_table(clean / "rejects.parquet"))
+
+
+def test_merge_refuses_unfinished_partitions(tmp_path, results):
+    out = tmp_path / "run"
+    open_run_state(out, "k", 2, resume=False)
+    w = PartitionWriter(out, 0, 2, 2)
+    w.close()
+    with pytest.raises(OutputError, match="partition 1 of 2 is not finished"):
+        merge_partitions(out, 2, {})
+    assert not (out / "manifest.json").exists()
 
 
 def test_failed_rename_leaves_no_shard_and_a_retry_rewrites_it(tmp_path, results, monkeypatch):
     out = tmp_path / "run"
-    w = ShardWriter(out, 100, run_key="k")
+    open_run_state(out, "k", 1, resume=False)
+    w = PartitionWriter(out, 0, 1, 100)
     for r in results[:3]:
         w.add(r)
     real_replace = writer_mod.os.replace
@@ -169,23 +261,26 @@ def test_failed_rename_leaves_no_shard_and_a_retry_rewrites_it(tmp_path, results
             raise OSError(5, "Input/output error")
         return real_replace(src, dst)
 
+    part = partition_dir(out, 0, 1)
     monkeypatch.setattr(writer_mod.os, "replace", failing_replace)
     with pytest.raises(OSError):
         w.flush()
-    assert not list(out.glob("shard-*.parquet")) and not list((out / STATE_DIR).glob("chunk-*.json"))
-    assert w.completed == set()
+    assert not list(part.glob("shard-*")) and not list(part.glob("chunk-*"))  # no temp file left either
+    assert w.chunks == 0
     monkeypatch.setattr(writer_mod.os, "replace", real_replace)
     w.flush()  # the retry writes the same shard name: indices advance only after the marker
-    assert [p.name for p in out.glob("shard-*.parquet")] == ["shard-00000.parquet"]
-    assert w.completed == {r.key for r in results[:3]}
+    assert [p.name for p in part.glob("shard-*.parquet")] == ["shard-r00000-00000.parquet"]
+    assert w.chunks == 1 and w.totals["samples"] == 3
 
 
-def test_adding_a_sample_twice_is_a_no_op(tmp_path, results):
+def test_adding_a_line_twice_is_a_no_op(tmp_path, results):
     out = tmp_path / "run"
-    w = ShardWriter(out, 2, run_key="k")
+    open_run_state(out, "k", 1, resume=False)
+    w = PartitionWriter(out, 0, 1, 2)
     for r in [results[0], results[1], results[0], results[2], results[1]]:
         w.add(r)
-    manifest = w.finalize({})
+    w.close()
+    manifest = merge_partitions(out, 1, {})
     assert manifest["counts"]["samples"] == 3
     assert [r["sample_id"] for r in _pair_table(out)] == [results[i].pairs[0].sample_id for i in range(3)]
 
@@ -195,9 +290,9 @@ def test_complete_folder_is_not_overwritten_and_resume_is_a_no_op(tmp_path, resu
     _write_all(out, results[:2])
     before = (out / "manifest.json").read_text()
     with pytest.raises(OutputError, match="complete run"):
-        ShardWriter(out, 3, run_key="k")
-    w = ShardWriter(out, 3, run_key="k", resume=True)
-    assert w.complete and w.finalize({}) == json.loads(before)
+        open_run_state(out, "k", 1, resume=False)
+    assert open_run_state(out, "k", 1, resume=True).complete
+    assert merge_partitions(out, 1, {}) == json.loads(before)
     assert (out / "manifest.json").read_text() == before
 
 
@@ -205,20 +300,40 @@ def test_unwritable_output_is_one_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with pytest.raises(OutputError, match="not writable"):
-        ShardWriter(blocker / "out", 3, run_key="k")
+        open_run_state(blocker / "out", "k", 1, resume=False)
 
 
 def test_a_shard_closes_early_when_its_rows_are_large(tmp_path, results):
     """Rows with images are big: a byte budget closes shards before shard_size rows."""
     out = tmp_path / "run"
-    w = ShardWriter(out, 1000, run_key="k", max_shard_bytes=NIH_IMAGE.stat().st_size)
-    for r in results:
-        w.add(r)
-    manifest = w.finalize({})
+    manifest = _write_all(out, results, shard_size=1000, max_shard_bytes=NIH_IMAGE.stat().st_size)
     sizes = [pq.read_metadata(out / s).num_rows for s in manifest["shards"]]
     with_image = sum(1 for r in results for p in r.pairs if p.images)
     assert len(sizes) == with_image + 1  # every row with the image closes its shard; the rest ride along
     assert sum(sizes) == manifest["counts"]["pairs"]
+
+
+def test_reject_rows_alone_close_a_chunk(tmp_path, monkeypatch):
+    """A manifest of rejects must not buffer without bound: reject rows close chunks too."""
+    monkeypatch.setattr(writer_mod, "REJECT_FLUSH_ROWS", 4)
+    out = tmp_path / "run"
+    open_run_state(out, "k", 1, resume=False)
+    w = PartitionWriter(out, 0, 1, 1000)
+    for i in range(1, 11):
+        w.add(SampleResult(i, [], [RejectRecord(f"s{i}", "parse", "invalid_json", "bad", -1)]))
+    assert w.chunks == 2 and len(w._rejects) == 2
+    w.close()
+    manifest = merge_partitions(out, 1, {})
+    assert manifest["shards"] == [] and pq.read_table(out / "rejects.parquet").num_rows == 10
+
+
+def test_median_of_counts_is_the_median():
+    import statistics
+    from collections import Counter
+
+    for values in ([0.5], [0.1, 0.9], [0.2, 0.2, 0.3, 0.7], [0.1, 0.4, 0.4, 0.5, 1.0]):
+        assert _median_of_counts(Counter(values)) == pytest.approx(statistics.median(values))
+    assert _median_of_counts(Counter()) is None
 
 
 def test_feature_metadata_is_what_datasets_would_write():
@@ -233,3 +348,34 @@ def test_feature_metadata_is_what_datasets_would_write():
     ours = json.loads(pair_schema_metadata()[b"huggingface"])["info"]["features"]
     assert Features.from_dict(ours) == expected
     assert Features.from_dict(ours).arrow_schema.types == PAIR_SCHEMA.types
+
+
+def test_fast_rows_make_the_same_table_as_the_schema_helper(results):
+    from pipeline.writer import pair_row
+    from schemas.pair import pairs_table
+
+    pairs = [p for r in results for p in r.pairs]
+    assert any(p.images for p in pairs)
+    fast = pa.Table.from_pylist([pair_row(p) for p in pairs], schema=PAIR_SCHEMA)
+    assert fast.equals(pairs_table(pairs))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["no", "left", "right", "small", "effusion", "."]), max_size=12),
+       st.lists(st.sampled_from(["no", "left", "right", "small", "effusion", "."]), max_size=12))
+def test_word_edit_ratio_is_exactly_evals(a, b):
+    from pipeline.evaluate import word_edit_ratio as eval_ratio
+    from pipeline.writer import word_edit_ratio
+
+    assert word_edit_ratio(" ".join(a), " ".join(b)) == eval_ratio(" ".join(a), " ".join(b))
+
+
+def test_word_edit_ratio_on_real_report_pairs():
+    from pipeline.evaluate import word_edit_ratio as eval_ratio
+    from pipeline.writer import word_edit_ratio
+
+    rows = _records(60)
+    for r, s in zip(rows, rows[1:] + rows[:1], strict=True):
+        for a, b in ((r["generated_report"], r["reference_report"]), (r["generated_report"], s["generated_report"]),
+                     (r["reference_report"], r["reference_report"] + " No pneumothorax.")):
+            assert word_edit_ratio(a, b) == eval_ratio(a, b)
