@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 warnings.filterwarnings("ignore")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from pipeline.evaluate import word_edit_ratio  # noqa: E402
+from pipeline.metrics import word_edit_ratio  # noqa: E402
 from pipeline.text_pairs import TextPairError, TextPairMaker  # noqa: E402
 from pipeline.token_masks import differing_token_positions, load_tokenizer, token_masks  # noqa: E402
 

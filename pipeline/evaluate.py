@@ -14,22 +14,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from pipeline.metrics import word_edit_ratio
 from pipeline.text_pairs import TextPairMaker
 from pipeline.token_masks import differing_token_positions
-
-
-def word_edit_ratio(a: str, b: str) -> float:
-    """Word-level Levenshtein distance over the longer length (0 = same, 1 = nothing shared)."""
-    x, y = a.split(), b.split()
-    if not x and not y:
-        return 0.0
-    prev = list(range(len(y) + 1))
-    for i in range(1, len(x) + 1):
-        cur = [i] + [0] * len(y)
-        for j in range(1, len(y) + 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x[i - 1] != y[j - 1]))
-        prev = cur
-    return prev[-1] / max(len(x), len(y))
 
 
 def _config_text(out_dir: Path):

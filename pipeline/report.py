@@ -253,22 +253,12 @@ def _as_np(arr: pa.Array, dtype) -> np.ndarray:
 
 
 def edit_ratios(batch: pa.RecordBatch) -> np.ndarray:
-    """Per pair: the share of the longer side's characters the edits touch (``writer.edit_ratio``,
-    vectorised over a batch)."""
-    edits = batch.column("edits")
-    n = len(edits)
-    offsets = _as_np(edits.offsets, np.int64) if n else np.zeros(1, np.int64)
-    values = edits.values
-    spans = [_as_np(values.field(name), np.int64)
-             for name in ("rejected_start", "rejected_end", "chosen_start", "chosen_end")]
-    touched = np.maximum(spans[1] - spans[0], spans[3] - spans[2]) if len(values) else np.zeros(0, np.int64)
-    cum = np.concatenate([[0], np.cumsum(touched)])
-    # offsets index the whole child array (also in a slice); a null list has equal offsets: no edit
-    per_pair = cum[offsets[1:]] - cum[offsets[:-1]]
-    longest = np.maximum.reduce([np.ones(n, np.int64),
-                                 _as_np(pc.utf8_length(batch.column("chosen")), np.int64),
-                                 _as_np(pc.utf8_length(batch.column("rejected")), np.int64)])
-    return np.minimum(1.0, per_pair / longest)
+    """Per pair: the word-level edit ratio between rejected and chosen (``pipeline.metrics``), the figure
+    the run summary and `build-pairs eval` report."""
+    from pipeline.metrics import word_edit_ratio
+
+    chosen, rejected = batch.column("chosen").to_pylist(), batch.column("rejected").to_pylist()
+    return np.array([word_edit_ratio(r or "", c or "") for r, c in zip(rejected, chosen, strict=True)], np.float64)
 
 
 def _histogram(values: np.ndarray) -> np.ndarray:
