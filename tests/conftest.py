@@ -34,3 +34,22 @@ def iu_generations() -> list[dict]:
 def shared():
     """shared("folder", "file") -> Path under ../shared/data, skipping the test when it is absent."""
     return shared_path
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory):
+    """One temporary Prefect backend for the session, in a temporary home (entering it takes ~8 s)."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    saved = {k: os.environ.get(k) for k in ("PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED", "DO_NOT_TRACK")}
+    os.environ.update({"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"})
+    from prefect.testing.utilities import prefect_test_harness
+
+    try:
+        with prefect_test_harness():
+            yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -18,23 +18,6 @@ SAMPLE = REPO / "medpref_data" / "sample" / "samples.jsonl"
 IU_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray_model_generations"
 
 
-@pytest.fixture(scope="session")
-def prefect_harness(tmp_path_factory):
-    """One temporary Prefect server for the session (entering it takes ~8 s)."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    saved = {k: os.environ.get(k) for k in ("PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED", "DO_NOT_TRACK")}
-    os.environ.update({"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"})
-    from prefect.testing.utilities import prefect_test_harness
-
-    try:
-        with prefect_test_harness():
-            yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def tables(out: Path):

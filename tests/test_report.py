@@ -448,27 +448,10 @@ def test_cli_report_and_its_errors(run_dir, tmp_path):
 # ---------------------------------------------------------------- the Prefect artifact
 
 
-@pytest.fixture(scope="session")
-def prefect_backend(tmp_path_factory):
-    """An ephemeral Prefect backend in a temporary home (entering it takes ~8 s)."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    saved = {k: os.environ.get(k) for k in ("PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED", "DO_NOT_TRACK")}
-    os.environ.update({"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"})
-    from prefect.testing.utilities import prefect_test_harness
-
-    try:
-        with prefect_test_harness():
-            yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.mark.slow
-def test_report_is_attached_to_the_flow_run(prefect_backend, run_dir, manifest, tmp_path):
+def test_report_is_attached_to_the_flow_run(prefect_harness, run_dir, manifest, tmp_path):
     from prefect import flow
     from prefect.artifacts import Artifact
     from prefect.runtime import flow_run
