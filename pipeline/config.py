@@ -80,6 +80,7 @@ class ImageConfig(_Section):
     """How the corrupted image is made (arguments of ``pipeline.image_stage.corrupt_images``)."""
 
     enabled: bool = True
+    allow_absolute_paths: bool = True  # false: every image must lie inside the manifest's folder
     method: str = "noise"
     margin: int = Field(16, ge=0)
     sigma: float = Field(45.0, gt=0.0)

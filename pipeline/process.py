@@ -88,7 +88,8 @@ class PairBuilder:
         if sample.images:
             try:
                 with self._timed("image_load"):
-                    images = load_images(list(sample.images), self.manifest_dir)
+                    images = load_images(list(sample.images), self.manifest_dir,
+                                         allow_absolute=self.config.image.allow_absolute_paths)
             except ImageError as e:
                 image_failure = _Reject("image", e.reason, e.detail)
             except Exception as e:  # noqa: BLE001 - one sample must never take the run down
