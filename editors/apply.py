@@ -99,3 +99,18 @@ def _join(first: str, second: str) -> str:
     if first.startswith(" ") and second.startswith(" "):
         return first + second
     return first.rstrip() + " " + second.strip() + (" " if first.endswith(" ") else "")
+
+
+def absorb(accepted: list[SpanEdit], proposal: list[SpanEdit]) -> list[SpanEdit] | None:
+    """Accepted edits plus a proposal whose deletions swallow the accepted edits lying inside them
+    (a sentence deleted for one error makes an earlier "no" inserted in it moot). The caller verifies
+    that the errors those edits fixed stay fixed. None when an overlap remains."""
+    deletions = [p for p in proposal if not p.replacement and p.end > p.start]
+    if not deletions:
+        return None
+    kept = [a for a in accepted
+            if not any(d.start <= a.start and a.end <= d.end and (a.start < a.end or a.start < d.end)
+                       for d in deletions)]
+    if len(kept) == len(accepted):
+        return None
+    return combine(kept, proposal)

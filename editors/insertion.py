@@ -149,6 +149,10 @@ def insert_sentence(ctx: EditContext, fragment: str, error_type: str, name: str)
         return SpanEdit(pos, pos, sent + " ", error_type, name)
     if pos == 0:
         return SpanEdit(0, 0, sent, error_type, name)
+    if ctx.text[:pos].rstrip()[-1:] not in ".!?":
+        # the response stops mid-sentence ("... no pneumothor"): close it, or its negation would scope us
+        sent = (" . " if ctx.style.spaced_punct else ". ") + sent
+        return SpanEdit(pos, pos, sent, error_type, name)
     return SpanEdit(pos, pos, " " + sent, error_type, name)
 
 
@@ -161,7 +165,7 @@ class InsertFinding:
         if not refs:
             return None
         ref = max(refs, key=lambda r: (r.certainty == "present", bool(r.laterality), r.severity is not None))
-        fragment = reference_phrase(ctx.reference, ref.start, ref.end)
+        fragment = reference_phrase(ctx.reference, *(ref.phrase_span or (ref.start, ref.end)))
         if ref.certainty == "uncertain" and fragment:
             fragment = "possible " + fragment
         if not fragment:

@@ -31,6 +31,7 @@ class Finding:
     severity_span: tuple[int, int] | None = None
     laterality_spans: list[tuple[int, int, str]] = field(default_factory=list)
     cue_span: tuple[int, int] | None = None  # for a denial: the normal word ("clear", "within normal limits")
+    phrase_span: tuple[int, int] | None = None  # words that name it, when wider than the span ("heart is enlarged")
 
     @property
     def positive(self) -> bool:
@@ -116,7 +117,9 @@ def findings_from_extraction(ex: Extraction, lexicon: Lexicon) -> ReportFindings
                 finding = lexicon.abnormal[concept].get(tconcept) if tc == "anatomy" else None
                 if finding is None:
                     continue
-                f = Finding(finding, e.certainty, e.start, e.end, e.text, "finding")
+                te = ents[t]
+                f = Finding(finding, e.certainty, e.start, e.end, e.text, "finding",
+                            phrase_span=(min(te.start, e.start), max(te.end, e.end)))
                 for m in modified_by.get(e.id, []):
                     mc, mconcept = cats.get(m, (None, None))
                     if mc == "severity" and mconcept and mconcept.isdigit():

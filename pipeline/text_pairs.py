@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from editors.apply import apply_edits, combine, edit_records
+from editors.apply import absorb, apply_edits, combine, edit_records
 from editors.base import EditContext, SpanEdit
 from editors.inject import injection_candidates
 from editors.registry import DEFAULT_EDITORS, get_editor
@@ -124,7 +124,7 @@ class TextPairMaker:
                 proposal = editor.propose(err, ctx)
                 if not proposal:
                     continue
-                merged = combine(accepted, proposal)
+                merged = combine(accepted, proposal) or absorb(accepted, proposal)
                 if merged is None:
                     why = f"{editor.name}: overlaps an accepted edit"
                     continue
