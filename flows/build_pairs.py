@@ -68,6 +68,7 @@ class BuildPairsParams(BaseModel):
                                                        "tcp://dask-scheduler:8786.")
     dask_workers: int = Field(0, ge=0, le=256, description="No address: start a temporary local Dask cluster "
                                                            "with this many worker processes (0: no Dask).")
+    report: bool = Field(True, description="Write OUT/report.html and attach it to the flow run as an artifact.")
 
     @property
     def on_dask(self) -> bool:
@@ -157,6 +158,14 @@ def dask_runner(address: str | None = None, workers: int = 0):
                                           "host": "127.0.0.1", "dashboard_address": ":0"})
 
 
+@task(name="pair-report", cache_policy=NO_CACHE)
+def report_task(out_dir: str) -> dict:
+    """The HTML pair report of the finished folder, linked from the flow run (issue: see the data)."""
+    from flows.report_artifact import publish_report_artifact
+
+    return publish_report_artifact(out_dir, Path(out_dir) / "report.html")
+
+
 @flow(name="build-pairs", log_prints=True)
 def build_pairs(params: BuildPairsParams) -> dict:
     """Build pair shards from ``params.samples`` into ``params.out``; returns the manifest's counts."""
@@ -175,6 +184,11 @@ def build_pairs(params: BuildPairsParams) -> dict:
     manifest = merge_task(plan)
     create_markdown_artifact(markdown=run_markdown(manifest), key=ARTIFACT_KEY,
                              description=f"build-pairs run in {plan.out_dir}")
+    if params.report:
+        try:
+            report_task(plan.out_dir)
+        except Exception as e:  # the pairs are written; a report failure must not fail the run
+            get_run_logger().warning(f"pair report not written: {type(e).__name__}: {e}")
     c = manifest["counts"]
     print(f"wrote {c['pairs']} pairs in {len(manifest['shards'])} shard(s) to {plan.out_dir} "
           f"({c['samples']} samples, {c['rejects']} rejects)")

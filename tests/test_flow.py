@@ -90,6 +90,12 @@ def test_flow_writes_the_same_tables_as_the_cli_and_reuses_cached_partitions(pre
     artifact = Artifact.get(fb.ARTIFACT_KEY, _sync=True)
     assert str(artifact.flow_run_id) == str(state.state_details.flow_run_id)
     assert f"| pairs | {flow_manifest['counts']['pairs']:,} |" in artifact.data and "| text |" in artifact.data
+    # the HTML pair report is written and linked from the same flow run
+    from flows.report_artifact import LINK_KEY
+
+    assert (out / "report.html").stat().st_size > 0
+    link = Artifact.get(LINK_KEY, _sync=True)
+    assert str(link.flow_run_id) == str(state.state_details.flow_run_id) and "report.html" in link.data
 
     # a finished folder with resume is a no-op that reports the same counts
     again = fb.build_pairs(params.model_copy(update={"resume": True}))
