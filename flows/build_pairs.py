@@ -22,7 +22,6 @@ nothing in ``pipeline/`` imports Prefect.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -33,6 +32,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import INPUTS, NO_CACHE, CacheKeyFnPolicy
 from pydantic import BaseModel, ConfigDict, Field
 
+from flows.schedule import scheduled_date
 from pipeline.config import load_config
 from pipeline.manifest_reader import scan_manifest
 from pipeline.runner import (
@@ -88,14 +88,6 @@ def retry_transient(task_, task_run, state) -> bool:
     return _is_transient(exc if isinstance(exc, BaseException) else None)
 
 
-def _scheduled_date() -> str:
-    try:
-        from prefect.runtime import flow_run
-
-        when = flow_run.scheduled_start_time
-    except Exception:  # noqa: BLE001 - outside a flow run
-        when = None
-    return (when or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d")
 
 
 def format_out(template: str, manifest_sha: str, config_hash: str, date: str) -> str:
@@ -112,7 +104,7 @@ def plan_task(params: BuildPairsParams) -> RunPlan:
     """Scan the manifest, check the set-up, open (or resume) the output folder."""
     config = load_config(params.config_path, params.overrides)
     scan = scan_manifest(params.samples)
-    out = format_out(params.out, scan.sha256, config.content_hash(), _scheduled_date())
+    out = format_out(params.out, scan.sha256, config.content_hash(), scheduled_date())
     # On Dask the sampler is built by the workers; building it here too could load a model twice.
     return plan_run(params.samples, out, config, params.resume, params.partitions, check_setup=not params.on_dask,
                     scan=scan)

@@ -9,7 +9,6 @@ is still being written. torch and transformers are imported inside the task, so 
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import Literal
@@ -18,6 +17,8 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, ConfigDict, Field
+
+from flows.schedule import scheduled_date
 
 ARTIFACT_KEY = "train-pairs-run"
 
@@ -72,14 +73,6 @@ def train_task(params: TrainParams, shards: str, out: str) -> str:
     return str(train(cfg))
 
 
-def _scheduled_date() -> str:
-    try:
-        from prefect.runtime import flow_run
-
-        when = flow_run.scheduled_start_time
-    except Exception:  # noqa: BLE001 - outside a flow run
-        when = None
-    return (when or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d")
 
 
 def metrics_markdown(run_dir: Path, build: str) -> str:
@@ -97,7 +90,7 @@ def metrics_markdown(run_dir: Path, build: str) -> str:
 def train_pairs(params: TrainParams) -> dict:
     """Train on the newest finished build under ``params.shards``; returns the run folder."""
     build = find_build_task(params.shards)
-    out = params.out.format(date=_scheduled_date(), build=Path(build).name)
+    out = params.out.format(date=scheduled_date(), build=Path(build).name)
     run_dir = Path(train_task(params, build, out))
     create_markdown_artifact(markdown=metrics_markdown(run_dir, build), key=ARTIFACT_KEY,
                              description=f"train-pairs run in {run_dir}")

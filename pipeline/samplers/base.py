@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -74,3 +75,13 @@ def get_sampler(config: SamplerConfig) -> Sampler:
     if config.name not in _REGISTRY:
         raise SamplerError(f"unknown sampler {config.name!r}; valid samplers: {', '.join(sampler_names())}")
     return _resolve(config.name)(config)
+
+
+def require_model_dir(sampler: str, model) -> Path:
+    """The model folder a sampler was given, or a one-line error that says what is missing."""
+    if not model:
+        raise SamplerError(f"sampler {sampler!r} needs a model folder: pass --model PATH (or sampler.model)")
+    model_dir = Path(model)
+    if not (model_dir / "config.json").is_file():
+        raise SamplerError(f"sampler {sampler!r}: {str(model_dir)!r} is not a model folder (no config.json)")
+    return model_dir

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.samplers.base import SamplerError
+from pipeline.samplers.base import SamplerError, require_model_dir
 from pipeline.samplers.prompts import (
     PromptBuilder,
     PromptError,
@@ -112,12 +112,7 @@ class TransformersSampler:
         base_dir: str | Path | None = None,
         system: str | None = None,
     ):
-        model = model if model is not None else getattr(config, "model", None)
-        if not model:
-            raise SamplerError("sampler 'transformers' needs a model folder: pass --model PATH (or sampler.model)")
-        model_dir = Path(model)
-        if not (model_dir / "config.json").is_file():
-            raise SamplerError(f"sampler 'transformers': {str(model_dir)!r} is not a model folder (no config.json)")
+        model_dir = require_model_dir("transformers", model if model is not None else getattr(config, "model", None))
         import torch
 
         self.model_dir = str(model_dir)

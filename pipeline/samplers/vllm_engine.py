@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.samplers.base import SamplerError
+from pipeline.samplers.base import SamplerError, require_model_dir
 from pipeline.samplers.prompts import PromptBuilder, PromptError, load_sample_images, stop_truncate
 from pipeline.samplers.provenance import SamplerProvenance, derive_seed, model_fingerprint
 
@@ -78,11 +78,7 @@ class VLLMSampler:
         llm: Any = None,
     ):
         vllm = import_vllm()
-        model = model if model is not None else getattr(config, "model", None)
-        if not model:
-            raise SamplerError("sampler 'vllm' needs a model folder: pass --model PATH (or sampler.model)")
-        if not (Path(model) / "config.json").is_file():
-            raise SamplerError(f"sampler 'vllm': {str(model)!r} is not a model folder (no config.json)")
+        model = require_model_dir("vllm", model if model is not None else getattr(config, "model", None))
         self.model_dir = str(model)
         self.temperature = float(_setting(temperature, config, "temperature", 0.7))
         self.top_p = float(_setting(top_p, config, "top_p", 0.95))
