@@ -41,6 +41,11 @@ class SamplerConfig(_Section):
     server_url: str | None = None
     concurrency: int = Field(8, ge=1)
     batch_size: int = Field(8, ge=1)  # samples handed to the sampler at once
+    stop: list[str] = Field(default_factory=list)  # stop strings
+    tensor_parallel_size: int = Field(1, ge=1)  # vllm: GPUs per model replica
+    pipeline_parallel_size: int = Field(1, ge=1)  # vllm
+    data_parallel_size: int = Field(1, ge=1)  # vllm: replicas (the offline engine wants 1; use vllm-server)
+    engine_args: dict[str, Any] = Field(default_factory=dict)  # vllm: passed to vllm.LLM verbatim
 
     @field_validator("name")
     @classmethod
