@@ -43,9 +43,10 @@ class NegateFinding:
             there_is = k >= 1 and ctx.tokens[k].lower in {"is", "are"} and ctx.tokens[k - 1].lower == "there"
             clause_start = prev in {".", ";", ":", ","} or there_is or prev in _VERBS
             if not clause_start and prev in _COPULAS and not there_is:
-                # predicate: "the lungs are hyperinflated" -> "the lungs are not hyperinflated"
+                # predicate: "the lungs are (mildly) hyperinflated" -> "the lungs are not hyperinflated"
                 t = ctx.tokens[j]
-                edits.append(SpanEdit(t.start, t.start, "not ", error.error_type, self.name))
+                edits.append(SpanEdit(t.start, ctx.tokens[i].start if i > j else t.start, "not ", error.error_type,
+                                      self.name))
                 continue
             if not clause_start or prev in {"no", "not", "without"}:
                 return None
