@@ -14,6 +14,8 @@ from editors.negation import NegateFinding, negation_cue_before
 from editors.style import match_case
 from pipeline.errors import ClinicalError
 
+# a word that turns a normal statement about this finding's anatomy into the finding
+_ABNORMAL_FOR = {"cardiomegaly": "enlarged", "consolidation": "hyperinflated"}
 _FLIP = {"left": "right", "right": "left", "bilateral": "left"}
 _SEV_UP = {"small": "large", "mild": "severe", "minimal": "extensive", "trace": "large", "tiny": "large",
            "mildly": "markedly", "moderate": "small", "large": "small", "severe": "mild", "marked": "mild",
@@ -41,11 +43,14 @@ def injection_candidates(ctx: EditContext, rng: random.Random) -> list[tuple[str
                 if neg:
                     cands.append(("missed_finding", [SpanEdit(x.start, x.end, x.replacement, "missed_finding",
                                                               "inject") for x in neg]))
-        elif f.category == "denial" and f.concept == "cardiomegaly" and f.cue_span:
-            # "heart size is normal" -> "heart size is enlarged"
+        elif f.category == "denial" and f.concept in _ABNORMAL_FOR and f.cue_span:
+            # "heart size is normal" -> "heart size is enlarged"; "the lungs are clear" -> "... hyperinflated"
             s, e = f.cue_span
-            cands.append(("false_finding", [SpanEdit(s, e, match_case("enlarged", ctx.text[s:e]), "false_finding",
-                                                     "inject")]))
+            cue = ctx.text[s:e]
+            if cue.lower().startswith("normal ") and cue.lower() != "normal":
+                e = s + len("normal")  # "normal in size" -> "enlarged in size"
+            cands.append(("false_finding", [SpanEdit(s, e, match_case(_ABNORMAL_FOR[f.concept], cue),
+                                                     "false_finding", "inject")]))
         elif f.category == "finding":
             cue = negation_cue_before(ctx, f.start)
             if cue:
