@@ -79,6 +79,7 @@ class TextConfig(_Section):
     editors: list[str] | None = None  # None: every registered editor
     inject_when_correct: bool = True
     max_response_chars: int = Field(100_000, ge=1)
+    max_edit_ratio: float = Field(0.9, gt=0.0, le=1.0)  # a pair whose edits rewrite more words is rejected
 
 
 class ImageConfig(_Section):

@@ -251,7 +251,10 @@ def corrupt_images(
             out = None
         sources.append(source)
         masks.append(mask)
-        regions.extend([int(v) for v in b] for b in boxes)
+        for b in boxes:  # several findings in one zone give one region
+            box = [int(v) for v in b]
+            if box not in regions:
+                regions.append(box)
         outputs.append(out)
 
     total = sum(m.size for m in masks)

@@ -18,6 +18,7 @@ from editors.registry import DEFAULT_EDITORS, get_editor
 from pipeline.errors import ClinicalError, detect_errors
 from pipeline.extract.registry import get_extractor
 from pipeline.findings import ReportFindings, findings_from_extraction
+from pipeline.metrics import word_edit_ratio
 from schemas.pair import Edit
 
 
@@ -65,6 +66,7 @@ class TextPairMaker:
         self.inject_when_correct = getattr(config, "inject_when_correct", True)
         self.max_chars = getattr(config, "max_response_chars", 100_000)
         self.comparisons = getattr(config, "comparisons", True)
+        self.max_edit_ratio = getattr(config, "max_edit_ratio", 0.9)
         self._ref_cache: dict[str, ReportFindings] = {}
 
     # -- analysis ---------------------------------------------------------------------------
@@ -150,6 +152,10 @@ class TextPairMaker:
             raise TextPairError("edit_unverified",
                                 f"{len(before.errors)} error(s) found, none fixed: " + "; ".join(unfixed.values()))
         chosen = apply_edits(response, accepted)
+        ratio = word_edit_ratio(response, chosen)
+        if ratio > self.max_edit_ratio or not any(c.isalpha() for c in chosen):
+            raise TextPairError("edit_not_minimal", f"the verified edits rewrite {ratio:.0%} of the words "
+                                                    f"(limit {self.max_edit_ratio:.0%}): not a fine-grained pair")
         edits = edit_records(response, accepted, original_is_rejected=True)
         return TextPair(
             chosen=chosen,

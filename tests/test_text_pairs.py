@@ -134,7 +134,7 @@ def test_property_outside_edits_identical_and_verified(maker, resp, ref, upper, 
     try:
         p = maker.make(response, reference, seed=seed)
     except TextPairError as e:
-        assert e.reason in ("no_error", "edit_unverified")
+        assert e.reason in ("no_error", "edit_unverified", "edit_not_minimal")
         return
     assert outside_edits_identical(p)
     refind = maker.reference_findings(reference)
@@ -143,3 +143,18 @@ def test_property_outside_edits_identical_and_verified(maker, resp, ref, upper, 
         assert not maker.analyse(p.chosen, refind).keys - maker.analyse(p.rejected, refind).keys
     else:
         assert p.chosen == response and len(maker.analyse(p.rejected, refind).errors) == 1
+
+
+def test_a_pair_that_rewrites_too_much_is_rejected(iu_generations):
+    from pipeline.config import TextConfig
+
+    strict = TextPairMaker(TextConfig(max_edit_ratio=0.05))
+    reasons = set()
+    for i, row in enumerate(iu_generations[:40]):
+        try:
+            p = strict.make(row["generated_report"], row["reference_report"], seed=i)
+            if p.on_policy == "rejected":
+                assert word_edit_ratio(p.rejected, p.chosen) <= 0.05
+        except TextPairError as e:
+            reasons.add(e.reason)
+    assert "edit_not_minimal" in reasons
