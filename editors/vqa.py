@@ -519,6 +519,10 @@ def _question_content(question: str) -> tuple[set[str], list[Term]]:
     return {w.norm for w in content_words(qw) if w.norm not in _STOP}, find_terms(qw)
 
 
+_ANSWER_IS = re.compile(r"\banswer(?: to (?:the|this) question)? (?:is|would be|:)\s*[\"']?(yes|no)\b[\"']?\s*[.!]?\s*$",
+                        re.IGNORECASE)
+
+
 def read_yes_no(text: str, question: str) -> YesNoReading:
     """The response's yes/no answer; raises VqaReadError when it has none or contradicts itself."""
     words = tokenize(text)
@@ -536,6 +540,11 @@ def read_yes_no(text: str, question: str) -> YesNoReading:
             token, tpol = first, "yes"
         elif first.low in NO_WORDS and (not after or after in ",.;:!-" or (first.low == "no" and nxt in _PRONOUN_START)):
             token, tpol = first, "no"
+    if token is None:
+        m = _ANSWER_IS.search(text)
+        if m:  # "The answer is yes." : the word is the answer, and the only thing to flip
+            token = next(w for w in words if w.start == m.start(1))
+            return YesNoReading("yes" if token.low == "yes" else "no", token, [], True, [], [], [], "token")
     q_norms, q_terms = _question_content(question)
     clause = _answer_clause(text, words, token.end if token else 0, q_norms)
     content = [w for w in content_words(clause) if w.norm not in _STOP and not is_negation(w)]

@@ -86,7 +86,11 @@ class TextPairMaker:
         return Analysis(text, f, detect_errors(f, ref, self.lexicon, self.comparisons))
 
     # -- the stage -----------------------------------------------------------------------------
-    def make(self, response: str, reference: str, task: str = "report", prompt: str = "", seed: int = 0) -> TextPair:
+    def make(self, response: str, reference: str, task: str = "report", prompt: str = "", seed: int = 0,
+             candidates: list[str] | None = None) -> TextPair:
+        """One pair from one response. ``candidates``: plausible wrong answers for a right VQA answer
+        (the importers put the dataset's other answers to the same kind of question in
+        ``meta.answer_candidates``)."""
         if task not in ("report", "vqa"):
             raise TextPairError("unsupported_task", f"task {task!r} has no text editor; valid tasks: report, vqa")
         if not response or not response.strip():
@@ -97,7 +101,8 @@ class TextPairMaker:
         if task == "vqa":
             from pipeline.vqa_pairs import make_vqa_pair
 
-            return make_vqa_pair(response, reference, prompt, seed)
+            return make_vqa_pair(response, reference, prompt, seed,
+                                 candidates=candidates if isinstance(candidates, list) else None)
         ref = self.reference_findings(reference)
         before = self.analyse(response, ref)
         if not before.errors:

@@ -393,3 +393,30 @@ def test_text_outside_the_edit_is_identical(tail, sep, case):
     assert max(ends) <= len(head)
     other = pair.chosen if pair.on_policy == "rejected" else pair.rejected
     assert other.endswith(response[len(head) :])
+
+
+def test_importer_candidates_let_right_open_answers_get_a_wrong_one(shared):
+    """VQA-RAD's own answers to the same kind of question are the plausible wrong answers."""
+    from pipeline.importers import import_samples
+    from pipeline.text_pairs import TextPairError, TextPairMaker
+
+    records = [r for r in import_samples("vqa-rad", shared("vqa_rad")) if r["meta"].get("answer_type") == "open"]
+    assert records and all(r["reference"].lower() not in r["meta"]["answer_candidates"] for r in records)
+    maker = TextPairMaker()
+    with_c = without = 0
+    for r in records[:150]:
+        for cands in (r["meta"]["answer_candidates"], None):
+            try:
+                p = maker.make(r["reference"], r["reference"], "vqa", r["prompt"], seed=1, candidates=cands)
+            except TextPairError:
+                continue
+            assert p.on_policy == "chosen" and p.error_types == ["wrong_answer"]
+            with_c, without = with_c + (cands is not None), without + (cands is None)
+    assert with_c > without
+
+
+def test_answer_is_yes_style(shared):
+    from pipeline.vqa_pairs import make_vqa_pair
+
+    p = make_vqa_pair("The answer is no.", "Yes", "Is there a pleural effusion?", 0)
+    assert (p.rejected, p.chosen, p.on_policy) == ("The answer is no.", "The answer is yes.", "rejected")
