@@ -36,8 +36,14 @@ def _lat_conflict(resp: set[str], ref: set[str]) -> bool:
 
 
 def detect_errors(resp: ReportFindings, ref: ReportFindings, lexicon: Lexicon,
-                  comparisons: bool = True) -> list[ClinicalError]:
+                  comparisons: bool = True, scope: set[str] | None = None) -> list[ClinicalError]:
+    """Errors of `resp` against `ref`. `scope`: the concepts the reference can speak about (a label-only
+    ground truth such as NIH's 14 labels); findings outside it are neither false nor missed, and
+    comparisons are not judged."""
     errors: dict[tuple, ClinicalError] = {}
+    if scope is not None:
+        resp = ReportFindings(resp.text, [f for f in resp.findings if f.concept in scope], [])
+        comparisons = False
     ref_pos: dict[str, list[Finding]] = {}
     for f in ref.findings:
         if f.positive:

@@ -19,6 +19,13 @@ from pipeline.text_pairs import TextPairMaker
 from pipeline.token_masks import differing_token_positions
 
 
+def _manifest_meta(meta: str | None) -> dict:
+    try:
+        return (json.loads(meta or "{}") or {}).get("manifest_meta") or {}
+    except ValueError:
+        return {}
+
+
 def _config_text(out_dir: Path):
     try:
         cfg = json.loads((out_dir / "manifest.json").read_text()).get("config", {})
@@ -46,7 +53,7 @@ def evaluate(out_dir: Path, extractor: str | None = None) -> dict:
     pairs = 0
     by_policy: Counter = Counter()
     cols = ["reference", "chosen", "rejected", "on_policy", "task", "chosen_input_ids", "rejected_input_ids",
-            "chosen_token_mask", "rejected_token_mask"]
+            "chosen_token_mask", "rejected_token_mask", "meta"]
     for shard in shards:
         for row in pq.read_table(shard, columns=cols).to_pylist():
             pairs += 1
@@ -62,8 +69,9 @@ def evaluate(out_dir: Path, extractor: str | None = None) -> dict:
             if row["task"] != "report" or row["on_policy"] != "rejected":
                 continue
             ref = maker.reference_findings(row["reference"])
-            rej = maker.analyse(row["rejected"], ref)
-            cho = maker.analyse(row["chosen"], ref)
+            scope = maker.scope_of(_manifest_meta(row["meta"]).get("reference_scope"))
+            rej = maker.analyse(row["rejected"], ref, scope)
+            cho = maker.analyse(row["chosen"], ref, scope)
             for e in rej.errors:
                 before[e.error_type] += 1
             for e in cho.errors:

@@ -135,7 +135,8 @@ class PairBuilder:
         with self._stage("text"):
             try:
                 text = self.text_maker.make(response, sample.reference, sample.task, prompt=sample.prompt, seed=seed,
-                                            candidates=sample.meta.get("answer_candidates"))
+                                            candidates=sample.meta.get("answer_candidates"),
+                                            scope=sample.meta.get("reference_scope"))
             except TextPairError as e:
                 raise _Reject("text", e.reason, e.detail) from e
 

@@ -68,6 +68,7 @@ class TextPairMaker:
         self.comparisons = getattr(config, "comparisons", True)
         self.max_edit_ratio = getattr(config, "max_edit_ratio", 0.9)
         self._ref_cache: dict[str, ReportFindings] = {}
+        self._scope: set[str] | None = None
 
     # -- analysis ---------------------------------------------------------------------------
     def findings(self, text: str) -> ReportFindings:
@@ -81,16 +82,23 @@ class TextPairMaker:
             ref = self._ref_cache[reference] = self.findings(reference)
         return ref
 
-    def analyse(self, text: str, ref: ReportFindings) -> Analysis:
+    def analyse(self, text: str, ref: ReportFindings, scope: set[str] | None = None) -> Analysis:
         f = self.findings(text)
-        return Analysis(text, f, detect_errors(f, ref, self.lexicon, self.comparisons))
+        return Analysis(text, f, detect_errors(f, ref, self.lexicon, self.comparisons, scope))
+
+    def scope_of(self, scope_text: str | None) -> set[str] | None:
+        """The concepts a label-only ground truth covers, read from its label sentences."""
+        if not scope_text or not isinstance(scope_text, str):
+            return None
+        return {f.concept for f in self.reference_findings(scope_text).findings} or None
 
     # -- the stage -----------------------------------------------------------------------------
     def make(self, response: str, reference: str, task: str = "report", prompt: str = "", seed: int = 0,
-             candidates: list[str] | None = None) -> TextPair:
+             candidates: list[str] | None = None, scope: str | None = None) -> TextPair:
         """One pair from one response. ``candidates``: plausible wrong answers for a right VQA answer
         (the importers put the dataset's other answers to the same kind of question in
-        ``meta.answer_candidates``)."""
+        ``meta.answer_candidates``). ``scope``: for a label-only reference, the label vocabulary as
+        sentences (``meta.reference_scope``); errors are judged only within it."""
         if task not in ("report", "vqa"):
             raise TextPairError("unsupported_task", f"task {task!r} has no text editor; valid tasks: report, vqa")
         if not response or not response.strip():
@@ -104,7 +112,8 @@ class TextPairMaker:
             return make_vqa_pair(response, reference, prompt, seed,
                                  candidates=candidates if isinstance(candidates, list) else None)
         ref = self.reference_findings(reference)
-        before = self.analyse(response, ref)
+        self._scope = self.scope_of(scope)
+        before = self.analyse(response, ref, self._scope)
         if not before.errors:
             return self._inject(response, reference, ref, before, seed)
         return self._fix(response, reference, ref, before)
@@ -136,7 +145,7 @@ class TextPairMaker:
                     why = f"{editor.name}: overlaps an accepted edit"
                     continue
                 trial = apply_edits(response, merged)
-                after = self.analyse(trial, ref)
+                after = self.analyse(trial, ref, self._scope)
                 new = after.keys - current.keys
                 if err.key in after.keys:
                     why = f"{editor.name}: error still present after the edit"
@@ -198,7 +207,7 @@ class TextPairMaker:
                     break
             else:
                 return None
-        after = self.analyse(apply_edits(response, merged), ref)
+        after = self.analyse(apply_edits(response, merged), ref, self._scope)
         return (merged, after) if merged and not after.errors else None
 
     def _inject(self, response: str, reference: str, ref: ReportFindings, before: Analysis, seed: int) -> TextPair:
@@ -208,7 +217,7 @@ class TextPairMaker:
         rng = random.Random(seed)
         for etype, edits in injection_candidates(ctx, rng):
             rejected = apply_edits(response, edits)
-            after = self.analyse(rejected, ref)
+            after = self.analyse(rejected, ref, self._scope)
             if len(after.errors) == 1 and after.errors[0].error_type == etype:
                 return TextPair(
                     chosen=response,

@@ -158,3 +158,19 @@ def test_a_pair_that_rewrites_too_much_is_rejected(iu_generations):
         except TextPairError as e:
             reasons.add(e.reason)
     assert "edit_not_minimal" in reasons
+
+
+def test_label_only_reference_is_judged_within_its_labels(shared):
+    """NIH references come from 14 finding labels: a model report's pacemaker is not a false finding
+    against them, while a finding the labels cover still is."""
+    from pipeline.importers import import_samples
+
+    rec = next(iter(import_samples("nih-reports", shared("nih_cxr14_rexrank_model_reports"))))
+    maker = TextPairMaker()
+    response = "Left-sided pacemaker in place. There is a large right pneumothorax. No pleural effusion."
+    ref = maker.reference_findings("Cardiomegaly. Pleural effusion.")
+    scoped = maker.analyse(response, ref, maker.scope_of(rec["meta"]["reference_scope"]))
+    unscoped = maker.analyse(response, ref)
+    assert ("false_finding", "cardiac_device") in unscoped.keys
+    assert ("false_finding", "cardiac_device") not in scoped.keys
+    assert ("false_finding", "pneumothorax") in scoped.keys and ("missed_finding", "pleural_effusion") in scoped.keys

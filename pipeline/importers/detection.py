@@ -21,7 +21,14 @@ from .common import (
     text,
     xywh_to_xyxy,
 )
-from .findings import NO_TUBERCULOSIS_SENTENCE, NORMAL_SENTENCE, labels_to_report
+from .findings import (
+    CHESTX_DET_LABELS,
+    NO_TUBERCULOSIS_SENTENCE,
+    NORMAL_SENTENCE,
+    TBX11K_LABELS,
+    labels_to_report,
+    scope_text,
+)
 
 
 def import_coco(source: Path, paths: ImagePaths) -> Iterator[dict[str, Any]]:
@@ -51,6 +58,8 @@ def import_coco(source: Path, paths: ImagePaths) -> Iterator[dict[str, Any]]:
         )
         meta = {k: v for k, v in im.items() if k not in {"id"}}
         meta.update(dataset="tbx11k" if tuberculosis else "coco", coco_image_id=im["id"])
+        if tuberculosis:
+            meta["reference_scope"] = scope_text(TBX11K_LABELS)
         yield make_record(
             f"{meta['dataset']}-{Path(file_name).stem}", "report", DEFAULT_REPORT_PROMPT,
             labels_to_report([les["label"] for les in lesions], normal=normal),
@@ -71,7 +80,7 @@ def import_chestx_det(source: Path, paths: ImagePaths) -> Iterator[dict[str, Any
             for s, b, p in zip(syms, boxes, polygons, strict=True)
         ]
         meta: dict[str, Any] = {k: v for k, v in row.items() if k not in {"syms", "boxes", "polygons"}}
-        meta.update(dataset="chestx_det", lesion_space=[1024, 1024])
+        meta.update(dataset="chestx_det", lesion_space=[1024, 1024], reference_scope=scope_text(CHESTX_DET_LABELS))
         image = paths.in_images_dir(name)
         if image is None:
             meta["images_note"] = ("ChestX-Det images not shipped; text-only (lesions refer to the 1024x1024 "

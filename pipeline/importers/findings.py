@@ -63,3 +63,18 @@ def labels_to_report(labels: Iterable[str], normal: str = NORMAL_SENTENCE) -> st
         if sentence not in sentences:
             sentences.append(sentence)
     return " ".join(sentences) if sentences else normal
+
+
+# The label vocabularies of the label-only datasets: what their ground truth can speak about. A model
+# report mentioning a pacemaker is not wrong against "Cardiomegaly." from NIH labels, which never list
+# devices; `meta.reference_scope` carries this so error detection stays within it.
+NIH_LABELS = ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
+              "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia")
+CHESTX_DET_LABELS = ("Atelectasis", "Calcification", "Cardiomegaly", "Consolidation", "Diffuse Nodule", "Effusion",
+                     "Emphysema", "Fibrosis", "Fracture", "Mass", "Nodule", "Pleural Thickening", "Pneumothorax")
+TBX11K_LABELS = ("PulmonaryTuberculosis",)
+
+
+def scope_text(labels: Iterable[str]) -> str:
+    """The label vocabulary as report sentences (the text stage reads the concepts out of it)."""
+    return labels_to_report(labels, normal="")

@@ -20,7 +20,7 @@ from .common import (
     text,
     xywh_to_xyxy,
 )
-from .findings import labels_to_report
+from .findings import NIH_LABELS, labels_to_report, scope_text
 
 DATA_ENTRY_FIELDS = (
     "image_index", "finding_labels", "follow_up", "patient_id", "patient_age", "patient_gender",
@@ -47,7 +47,7 @@ def import_nih_reports(source: Path, paths: ImagePaths) -> Iterator[dict[str, An
             f"nih-{_stem(name)}", "report", DEFAULT_REPORT_PROMPT, labels_to_report(labels),
             images=[paths.ref(image)], responses=[str(t) for t in reports.values()],
             meta={"dataset": "nih_cxr14", "response_models": list(reports), "reference_source": "nih_finding_labels",
-                  **meta},
+                  "reference_scope": scope_text(NIH_LABELS), **meta},
         )
 
 
@@ -97,7 +97,7 @@ def import_nih_bbox(source: Path, paths: ImagePaths) -> Iterator[dict[str, Any]]
         else:
             labels, source_name = [les["label"] for les in lesions], "bbox_labels"
         meta: dict[str, Any] = {"dataset": "nih_cxr14", "image_index": name, "reference_source": source_name,
-                                "lesion_space": NIH_SPACE}
+                                "reference_scope": scope_text(NIH_LABELS), "lesion_space": NIH_SPACE}
         if entry:
             meta["data_entry"] = entry
         image = paths.in_images_dir(name)
