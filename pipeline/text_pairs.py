@@ -166,7 +166,10 @@ class TextPairMaker:
             raise TextPairError("edit_unverified",
                                 f"{len(before.errors)} error(s) found, none fixed: " + "; ".join(unfixed.values()))
         chosen = apply_edits(response, accepted)
-        ratio = word_edit_ratio(response, chosen)
+        # an upper bound first: each edit changes at most its words plus the two it may split
+        words = max(len(response.split()), len(chosen.split()), 1)
+        bound = sum(max(len(e.replacement.split()), len(response[e.start:e.end].split())) + 2 for e in accepted)
+        ratio = word_edit_ratio(response, chosen) if bound / words > self.max_edit_ratio else 0.0
         if ratio > self.max_edit_ratio or not any(c.isalpha() for c in chosen):
             raise TextPairError("edit_not_minimal", f"the verified edits rewrite {ratio:.0%} of the words "
                                                     f"(limit {self.max_edit_ratio:.0%}): not a fine-grained pair")
