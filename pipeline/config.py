@@ -87,6 +87,7 @@ class ImageConfig(_Section):
 
     enabled: bool = True
     allow_absolute_paths: bool = True  # false: every image must lie inside the manifest's folder
+    prompt_placeholders: bool = True  # pairs with images: the tokenizer's image token per image before the prompt
     method: str = "noise"
     margin: int = Field(16, ge=0)
     sigma: float = Field(45.0, gt=0.0)

@@ -73,6 +73,16 @@ class PairBuilder:
             self.counts[stage] += 1
 
     # -- one sample ------------------------------------------------------------------------------
+    def _prompt_column(self, prompt: str, n_images: int) -> str:
+        """The prompt as the policy saw it: with images, one image token per image in front (the
+        plain-text convention of TRL's DPOTrainer, so image shards train there unchanged)."""
+        if not n_images or not self.config.image.prompt_placeholders:
+            return prompt
+        token = getattr(self.tokenizer, "image_token", None) or "<image>"
+        if token in prompt:
+            return prompt
+        return token * n_images + "\n" + prompt
+
     def process(self, sample: Sample, sampled: bool = False,
                 provenance: dict | None = None) -> tuple[list[PairRecord], list[RejectRecord]]:
         """``sampled``: the responses came from the configured sampler (else they were replayed);
@@ -167,7 +177,7 @@ class PairBuilder:
             pair_id=pair_id,
             sample_id=sample.sample_id,
             task=sample.task,
-            prompt=sample.prompt,
+            prompt=self._prompt_column(sample.prompt, len(clean)),
             images=clean,
             corrupted_images=corrupted,
             corruption=corruption,

@@ -398,3 +398,12 @@ def test_cached_reference_log_probs_give_the_same_training(tiny, mixed_shards, t
         runs.append(read_metrics(train(cfg)))
     assert [m["loss"] for m in runs[1]] == pytest.approx([m["loss"] for m in runs[0]], abs=1e-6)
     assert runs[0][-1]["margin"] != 0
+
+
+@pytest.mark.slow
+def test_trl_dpo_trainer_trains_image_shards_unchanged(pipeline_image_shards, tiny, tmp_path):
+    """Pairs with images carry the image token in `prompt`, TRL's plain-text convention."""
+    rows = PairShards(pipeline_image_shards)
+    assert rows[0]["prompt"].startswith("<image>")
+    result = trl_two_steps(pipeline_image_shards, tiny, tmp_path / "trl-img")
+    assert result["steps"] == 2 and 0 < result["loss"] < 5
