@@ -70,6 +70,8 @@ def combine(accepted: list[SpanEdit], proposal: list[SpanEdit]) -> list[SpanEdit
     is already accepted (one normal statement denying several findings) is not repeated."""
     out = list(accepted)
     for p in proposal:
+        if p.start == p.end and p.replacement.strip() and any(p.replacement.strip() in a.replacement for a in out):
+            continue  # the same reference sentence already goes in for another missed finding
         merged = False
         for k, a in enumerate(out):
             if a.start == p.start and a.end == p.end and (a.start == a.end or not p.replacement
@@ -86,10 +88,27 @@ def combine(accepted: list[SpanEdit], proposal: list[SpanEdit]) -> list[SpanEdit
                 merged = True  # already deleted
                 break
         if not merged:
-            if overlaps(out, [p]):
-                return None
+            clash = [a for a in out if overlaps([a], [p])]
+            for a in clash:
+                p = _supersede(a, p)
+                if p is None:
+                    return None
+                out.remove(a)
             out.append(p)
     return sorted(out, key=lambda e: (e.start, e.end))
+
+
+def _supersede(a: SpanEdit, p: SpanEdit) -> SpanEdit | None:
+    """One edit for two that overlap, when one removes the other's text anyway: a sentence replaced
+    by an inserted finding swallows a list item removed inside it; two deletions that overlap
+    become their union. None when both rewrite the same words differently."""
+    if a.start <= p.start and p.end <= a.end and a.start < a.end and not p.replacement:
+        return a
+    if p.start <= a.start and a.end <= p.end and p.start < p.end and not a.replacement:
+        return p
+    if not a.replacement and not p.replacement:
+        return SpanEdit(min(a.start, p.start), max(a.end, p.end), "", a.error_type, a.editor)
+    return None
 
 
 def _join(first: str, second: str) -> str:

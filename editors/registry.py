@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 from editors.base import Editor
-from editors.comparison import DeleteComparison, InsertComparison
+from editors.comparison import DeleteComparison
 from editors.deletion import DeleteFinding
 from editors.insertion import InsertFinding
-from editors.negation import NegateFinding, RemoveNegation
 from editors.swap import SwapLocation, SwapSeverity
 
 EDITORS: dict[str, type] = {
-    "negation": NegateFinding,
     "deletion": DeleteFinding,
-    "unnegation": RemoveNegation,
     "insertion": InsertFinding,
     "location": SwapLocation,
     "severity": SwapSeverity,
     "comparison": DeleteComparison,
-    "comparison_insert": InsertComparison,
 }
 # Tried in this order for each error; the first verified proposal wins.
-DEFAULT_EDITORS = ["location", "severity", "unnegation", "negation", "deletion", "insertion", "comparison",
-                   "comparison_insert"]
+DEFAULT_EDITORS = ["location", "severity", "deletion", "insertion", "comparison"]
 
 
 def register_editor(name: str, cls: type) -> None:

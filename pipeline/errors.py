@@ -85,11 +85,10 @@ def detect_errors(resp: ReportFindings, ref: ReportFindings, lexicon: Lexicon,
             continue
         if not resp_pos & lexicon.compatible_with(concept):
             add("missed_finding", concept, ("missed_finding", concept), None, kind="omitted")
+    # a missed comparison is not an error: a policy shown one image cannot know the prior exam
     if comparisons:
         if resp.comparisons and not ref.comparisons:
             err = errors.setdefault(("false_comparison",), ClinicalError("false_comparison", "comparison",
                                                                         ("false_comparison",)))
             err.spans.extend(resp.comparisons)
-        elif ref.comparisons and not resp.comparisons:
-            errors[("missed_comparison",)] = ClinicalError("missed_comparison", "comparison", ("missed_comparison",))
     return list(errors.values())

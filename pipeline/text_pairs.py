@@ -18,6 +18,7 @@ from editors.registry import DEFAULT_EDITORS, get_editor
 from pipeline.errors import ClinicalError, detect_errors
 from pipeline.extract.registry import get_extractor
 from pipeline.findings import ReportFindings, findings_from_extraction
+from pipeline.fluency import edit_problems
 from pipeline.metrics import word_edit_ratio
 from schemas.pair import Edit
 
@@ -120,7 +121,10 @@ class TextPairMaker:
 
     def _fix(self, response: str, reference: str, ref: ReportFindings, before: Analysis) -> TextPair:
         ctx = EditContext.build(response, before.findings, reference, ref, self.lexicon)
-        ctx.doomed = {sp for e in before.errors if e.error_type == "false_finding" for sp in e.spans}
+        # every statement some fix removes: two wrong statements in one sentence take it together
+        ctx.doomed = {sp for e in before.errors if e.error_type in ("false_finding", "false_comparison")
+                      for sp in e.spans}
+        ctx.doomed |= {(f.start, f.end) for e in before.errors if e.error_type == "missed_finding" for f in e.findings}
         accepted: list[SpanEdit] = []
         current = before
         fixed: list[ClinicalError] = []
@@ -165,7 +169,15 @@ class TextPairMaker:
         if not accepted:
             raise TextPairError("edit_unverified",
                                 f"{len(before.errors)} error(s) found, none fixed: " + "; ".join(unfixed.values()))
+        if unfixed:
+            raise TextPairError("residual_error", f"{len(unfixed)} of {len(before.errors)} error(s) could not be "
+                                "fixed, so chosen would still contradict the reference: "
+                                + "; ".join(f"{k} ({v})" for k, v in unfixed.items()))
         chosen = apply_edits(response, accepted)
+        problems = edit_problems(response, chosen)
+        if problems:
+            raise TextPairError("not_fluent", "the edited chosen side does not read as report text: "
+                                + "; ".join(problems[:3]))
         # an upper bound first: each edit changes at most its words plus the two it may split
         words = max(len(response.split()), len(chosen.split()), 1)
         bound = sum(max(len(e.replacement.split()), len(response[e.start:e.end].split())) + 2 for e in accepted)
@@ -221,7 +233,8 @@ class TextPairMaker:
         for etype, edits in injection_candidates(ctx, rng):
             rejected = apply_edits(response, edits)
             after = self.analyse(rejected, ref, self._scope)
-            if len(after.errors) == 1 and after.errors[0].error_type == etype:
+            if len(after.errors) == 1 and after.errors[0].error_type == etype \
+                    and not edit_problems(response, rejected):
                 return TextPair(
                     chosen=response,
                     rejected=rejected,
@@ -229,13 +242,14 @@ class TextPairMaker:
                     edits=edit_records(response, edits, original_is_rejected=False),
                     error_types=[etype],
                     locations=_locations(after.errors, ref),
-                    notes={"errors_found": 0, "injected": etype, "extractor": self.extractor.name},
+                    notes={"errors_found": 0, "injected": etype, "injection": edits[0].editor.split(":")[-1],
+                           "extractor": self.extractor.name},
                 )
         raise TextPairError("no_error", "the response has no clinical error and no verifiable error could be injected")
 
 
 _ORDER = {"wrong_location": 0, "wrong_severity": 1, "false_finding": 2, "missed_finding": 3,
-          "false_comparison": 4, "missed_comparison": 5}
+          "false_comparison": 4}
 
 
 def _priority(err: ClinicalError) -> tuple:
