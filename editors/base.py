@@ -50,6 +50,7 @@ class EditContext:
     sentences: list[tuple[int, int]] = field(default_factory=list)  # char spans incl. final punctuation
     style: Style | None = None
     doomed: set[tuple[int, int]] = field(default_factory=set)  # spans of all false findings: deletable together
+    covered: set[str] = field(default_factory=set)  # concepts a sentence already planned for insertion states
 
     @classmethod
     def build(cls, text: str, findings: ReportFindings, reference: str, ref_findings: ReportFindings,

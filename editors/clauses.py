@@ -116,9 +116,20 @@ def removal(ctx: EditContext, doomed: set[tuple[int, int]], target: tuple[int, i
         return None
     sts = in_sentence(ctx, sent)
     kept = [st for st in sts if (st.start, st.end) not in doomed and not _inside_doomed(st, doomed)]
+    whole = sentence_removal(ctx, sent)
+    if not kept:
+        return SpanEdit(*whole, "", error_type, editor)
     if not [st for st in kept if not expendable(ctx, st)]:
-        s, e = sentence_removal(ctx, sent)
-        return SpanEdit(s, e, "", error_type, editor)
+        # only denials the reference does not make remain: keep them if the wrong segment goes cleanly
+        part = _segment_removal(ctx, sent, target, kept, error_type, editor)
+        return part if part is not None else SpanEdit(*whole, "", error_type, editor)
+    return _segment_removal(ctx, sent, target, kept, error_type, editor) or \
+        list_item_removal(ctx, sent, target, kept, doomed, error_type, editor)
+
+
+def _segment_removal(ctx: EditContext, sent: tuple[int, int], target: tuple[int, int], kept: list[Statement],
+                     error_type: str, editor: str) -> SpanEdit | None:
+    """The segment of the sentence that holds `target` and no kept statement, with its opener."""
     segs = segments(ctx, sent)
     t0, _t1 = tok_range(ctx, *target)
     for n, (a, b) in enumerate(segs):
@@ -126,7 +137,7 @@ def removal(ctx: EditContext, doomed: set[tuple[int, int]], target: tuple[int, i
             continue
         lo, hi = ctx.tokens[a].start, _end_of_tokens(ctx, b)
         if any(lo <= st.start < hi for st in kept):
-            break  # the segment also says something right: try its list items
+            return None  # the segment also says something right: try its list items
         opener = ctx.tokens[a].lower
         if n == 0:
             nxt = segs[1][0] if len(segs) > 1 else None
@@ -147,7 +158,7 @@ def removal(ctx: EditContext, doomed: set[tuple[int, int]], target: tuple[int, i
         while start > 0 and ctx.text[start - 1] == " ":
             start -= 1
         return SpanEdit(start, hi, "", error_type, editor)
-    return list_item_removal(ctx, sent, target, kept, doomed, error_type, editor)
+    return None
 
 
 def _copula_before(ctx: EditContext, a: int, t0: int) -> int | None:

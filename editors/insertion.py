@@ -24,14 +24,15 @@ from pipeline.extract.tokens import tokenize
 MAX_WORDS = 28
 _NOT_A_FINDING = re.compile(
     r"\b(recommend\w*|follow[- ]?up|followed|further (evaluation|characteri[sz]ation|assessment)|characteri[sz]ed|"
-    r"correlat\w*|consider\w*|sensitive|ct (scan|examination)?|should|could be|would be|if\b|evaluat\w*|"
+    r"correlat\w*|consider\w*|sensitive|ct (scan|examination)?|should|could|would|might|if\b|evaluat\w*|"
     r"assess\w*|comparison|compared|prior|previous|examination consists|frontal and lateral|lateral view|"
     r"views?\b|history|indication|technique|notif\w*|discussed|called|critical|limited|obscured?|"
     r"not well (seen|visualized)|difficult|cannot be (excluded|evaluated)|rotation|rotated|underpenetrat\w*|"
     r"projection|positioning|xxxx xxxx xxxx|this|these|those|unknown|age of|however|although|given|"
     r"uncertain significance|artifacts?)\b", re.IGNORECASE)
 _SUMMARY = re.compile(r"^\s*(\d+\s*[.)]\s*)?(impression\s*:?\s*)?(no (acute|active|evidence of acute|"
-                      r"radiographic evidence of acute)|normal chest|negative (chest|exam))", re.IGNORECASE)
+                      r"radiographic evidence of acute|evidence of active)|normal chest|negative (chest|exam|for acute))",
+                      re.IGNORECASE)
 _REF_NO_ACUTE = re.compile(r"\bno (evidence of )?(acute|active)\b|\bnegative (chest|exam)|\bnormal chest",
                            re.IGNORECASE)
 # findings that make "no acute cardiopulmonary process" false
@@ -110,9 +111,9 @@ class InsertFinding:
             frag = finding_sentence(ctx.reference, r.start)
             if frag:
                 frags.append((r.certainty != "present", len(frag.split()), frag))
-        if not frags:
+        if not frags and error.concept not in ctx.covered:
             return None
-        fragment = min(frags)[2]
+        fragment = min(frags)[2] if frags else ""
         edits: list[SpanEdit] = []
         for f in error.findings:  # the response denies it: the denial goes first
             ed = remove_statement(ctx, (f.start, f.end), error.error_type, self.name,
@@ -121,6 +122,8 @@ class InsertFinding:
                 return None
             edits.append(ed)
         summary = summary_contradicted(ctx, error.concept)
+        if error.concept in ctx.covered:
+            return normalize(edits) if edits else None  # another inserted sentence states it already
         # the new sentence takes the place of a removed sentence that denied it, or of the contradicted summary
         if summary is not None:
             edits.append(_replace_keeping_space(ctx, summary, fragment, error.error_type, self.name))

@@ -169,6 +169,10 @@ class TextPairMaker:
         if not accepted:
             raise TextPairError("edit_unverified",
                                 f"{len(before.errors)} error(s) found, none fixed: " + "; ".join(unfixed.values()))
+        # an omission left unfixed is incomplete, not wrong: chosen contradicts nothing, the pair stands
+        omitted = {_key_str(e.key) for e in before.errors if e.error_type == "missed_finding" and e.kind == "omitted"}
+        left = {k: v for k, v in unfixed.items() if k in omitted}
+        unfixed = {k: v for k, v in unfixed.items() if k not in omitted}
         if unfixed:
             raise TextPairError("residual_error", f"{len(unfixed)} of {len(before.errors)} error(s) could not be "
                                 "fixed, so chosen would still contradict the reference: "
@@ -194,7 +198,7 @@ class TextPairMaker:
             error_types=sorted({e.error_type for e in fixed}),
             locations=_locations(fixed, ref),
             notes={"errors_found": len(before.errors), "errors_fixed": len(fixed),
-                   "unverified": unfixed, "extractor": self.extractor.name,
+                   "omissions_left": left, "extractor": self.extractor.name,
                    **({"llm_refused": refused} if refused else {}),
                    "editors": sorted({e.editor for e in accepted})},
         )
@@ -206,10 +210,8 @@ class TextPairMaker:
         merged: list[SpanEdit] = []
         planned: set[str] = set()
         for err in sorted(before.errors, key=_priority):
-            if err.error_type == "missed_finding":
-                if self.lexicon.compatible_with(err.concept) & planned:
-                    continue  # "airspace disease" going in also answers a missed "pneumonia"
-                planned.add(err.concept)
+            if err.error_type == "missed_finding" and err.concept in planned and not err.findings:
+                continue  # a reference sentence going in for another finding states this one too
             for editor in self.editors:
                 if err.error_type not in editor.error_types:
                     continue
@@ -219,9 +221,14 @@ class TextPairMaker:
                     if nxt is None:
                         return None
                     merged = nxt
+                    for ed in proposal:
+                        if ed.replacement.strip():
+                            planned |= {f.concept for f in self.findings(ed.replacement).findings if f.positive}
+                    ctx.covered = set(planned)
                     break
             else:
                 return None
+        ctx.covered = set()
         after = self.analyse(apply_edits(response, merged), ref, self._scope)
         return (merged, after) if merged and not after.errors else None
 

@@ -46,6 +46,9 @@ NEGATION_POST = {
     ("absent",), ("resolved",), ("has", "resolved"), ("have", "resolved"), ("removed",), ("is", "negative"),
     ("are", "negative"), ("unlikely",), ("ruled", "out"), ("no", "longer", "seen"),
 }
+# pre cues that may also close a clause after their target ("effusion is not", "pneumothorax absent");
+# "without" or "no" after a finding never negate it ("degenerative disease, without fracture")
+_EITHER = {("not",), ("absent",), ("none",)}
 TERMINATORS = {"but", "however", "although", "though", "whereas", "except", "which", "aside", "apart", "yet",
                "otherwise", "while"}
 _CUE_SETS = (("pseudo", PSEUDO), ("uncertain_post", UNCERTAIN_POST), ("uncertain_pre", UNCERTAIN_PRE),
@@ -72,6 +75,8 @@ def find_cues(tokens: Sequence[Token], lo: int, hi: int) -> list[tuple[str, int,
                 found = (kind, i, i + n)
                 break
         if found:
+            if found[0] == "negated_pre" and tuple(t.lower for t in tokens[found[1]:found[2]]) in _EITHER:
+                found = ("negated_either", found[1], found[2])
             out.append(found)
             i = found[2]
         else:
@@ -87,7 +92,8 @@ def certainty_of(target_start: int, target_end: int, cues: list[tuple[str, int, 
     are pre cues when a target follows them in the clause, otherwise post cues. The nearest cue wins.
     """
     best: tuple[int, str] | None = None
-    first_neg_pre = min((s for kind, s, e in cues if kind == "negated_pre" and e <= target_start), default=None)
+    first_neg_pre = min((s for kind, s, e in cues if kind in ("negated_pre", "negated_either") and e <= target_start),
+                        default=None)
     for kind, s, e in cues:
         if kind == "pseudo":
             continue
@@ -95,7 +101,9 @@ def certainty_of(target_start: int, target_end: int, cues: list[tuple[str, int, 
             dist = target_start - e
         elif kind.endswith("_post") and s >= target_end:
             dist = s - target_end
-        elif kind == "negated_pre" and s >= target_end and not has_target_after.get(s, False):
+        elif kind == "negated_either" and e <= target_start:
+            dist = target_start - e
+        elif kind == "negated_either" and s >= target_end and not has_target_after.get(s, False):
             dist = s - target_end  # "effusion is not" / "pneumothorax absent"
         else:
             continue
