@@ -19,6 +19,7 @@ from editors.deletion import remove_statement
 from editors.style import sentence
 from pipeline.errors import ClinicalError
 from pipeline.extract.rules import split_clauses
+from pipeline.fluency import sentence_problems
 from pipeline.extract.tokens import tokenize
 
 MAX_WORDS = 28
@@ -58,7 +59,10 @@ def finding_sentence(reference: str, start: int, ref_concepts: set[str] | None =
             text = reference[s:e].strip()
             text = re.sub(r"^\s*(\d+\s*[.)]|[-*•])\s*", "", text)
             text = re.sub(r"^(impression|findings|conclusion)\s*:\s*", "", text, flags=re.IGNORECASE)
+            text = re.sub(r"^(and|also|but|in addition|additionally|again)\b,?\s*", "", text, flags=re.IGNORECASE)
             text = re.sub(r"\s+\d+\s*[.)]?\s*$", "", text.rstrip(" .;"))  # "... edema 2." (the next item's number)
+            if re.search(r"(?<!\d)\.|\.(?!\d)", text):
+                return None  # two sentences glued together ("spine.. No acute ..."): not one statement
             words = re.findall(r"[A-Za-z0-9]+", text)
             if not words or len(words) > MAX_WORDS or _NOT_A_FINDING.search(text):
                 return None
@@ -109,7 +113,7 @@ class InsertFinding:
         frags = []
         for r in refs:
             frag = finding_sentence(ctx.reference, r.start)
-            if frag:
+            if frag and not sentence_problems(sentence(frag, ctx.style)):  # the reference's own typos stay out
                 frags.append((r.certainty != "present", len(frag.split()), frag))
         if not frags and error.concept not in ctx.covered:
             return None

@@ -15,8 +15,10 @@ from __future__ import annotations
 import re
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*|\d+(?:\.\d+)?(?:mm|cm)?")
-_BAD_START = {"and", "or", "but", "nor", "with", "without", "of", "in", "at", "to", "for", "by", "on", "from",
-              "which", "that", "than", "as", "also", "is", "are", "was", "were", "be", "has", "have"}
+_BAD_START = {"and", "or", "but", "nor", "with", "of", "which", "that", "than", "also", "is", "are", "was", "were",
+              "be", "has", "have"}
+# "In the left base, there is ..." is English; "in the left base ." alone is a cut fragment
+_PREP_START = {"in", "at", "to", "for", "by", "on", "from", "as", "without", "within", "over"}
 _BAD_END = {"the", "a", "an", "and", "or", "nor", "of", "in", "at", "to", "for", "by", "on", "from", "with",
             "without", "than", "that", "which", "as", "is", "are", "was", "were", "be", "no", "not", "there",
             "its", "their", "very", "both", "any", "this", "these"}
@@ -24,9 +26,9 @@ _BAD_END = {"the", "a", "an", "and", "or", "nor", "of", "in", "at", "to", "for",
 _SEEN = ("seen", "identified", "noted", "present", "demonstrated", "visualized", "visualised", "appreciated",
          "evident", "detected", "appreciable", "shown", "observed", "found", "apparent", "definitely", "clearly",
          "evidenced", "suggested", "excluded")
-_NEG_COPULA = re.compile(r"\b(no|not)\s+((?:[a-z-]+\s+){0,4}?)(is|are|was|were|appears?|remains?)\s+(?!"
+_NEG_COPULA = re.compile(r"\b(no)\s+((?:[a-z-]+\s+){0,4}?)(is|are|was|were|appears?|remains?)\s+(?!"
                          + "|".join(_SEEN) + r"\b)([a-z]+)", re.IGNORECASE)
-_NEG_DET = re.compile(r"\b(no|without)\s+(the|a|an|this|these|those|is|are|there|no|not)\b", re.IGNORECASE)
+_NEG_DET = re.compile(r"\b(no)\s+(the|a|an|this|these|those|is|are|there|no|not)\b", re.IGNORECASE)
 _VERB_VERB = re.compile(r"\b(is|are|was|were)\s+(appear|appears|is|are|was|were|seem|seems|show|shows|"
                         r"demonstrate|demonstrates|reveal|reveals)\b", re.IGNORECASE)
 _THERE_ARE_A = re.compile(r"\bthere\s+are\s+(a|an|one)\b", re.IGNORECASE)
@@ -80,7 +82,7 @@ def sentence_problems(sentence: str) -> list[str]:
     out: list[str] = []
     if _LIST_ORPHAN.match(s) or not words or all(w.isdigit() or w in ("no", "not", "none") for w in words):
         return ["empty sentence"]
-    if words[0] in _BAD_START:
+    if words[0] in _BAD_START or (words[0] in _PREP_START and "," not in body):
         out.append(f"starts with '{words[0]}'")
     if words[-1] in _BAD_END:
         out.append(f"ends with '{words[-1]}'")

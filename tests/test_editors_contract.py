@@ -1,6 +1,6 @@
 """One contract over every registered editor, on errors found in real model reports:
-a proposal stays inside the text, its edits do not overlap, and applying it changes nothing
-outside its spans."""
+a proposal stays inside the text, its edits do not overlap, applying it changes nothing
+outside its spans, and every sentence it touches passes the fluency checker."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from editors.apply import apply_edits, normalize
 from editors.base import EditContext
 from editors.registry import EDITORS, get_editor
+from pipeline.fluency import edit_problems
 from pipeline.text_pairs import TextPairMaker
 
 # Real report sentences recombined so every error type occurs (the IU generations have no severity error).
@@ -63,6 +64,9 @@ def test_editor_contract(name, cases, request):
         assert new[: first.start] == ctx.text[: first.start]
         tail = len(ctx.text) - last.end
         assert new[len(new) - tail :] == ctx.text[last.end :] if tail else True
+        if name != "llm":
+            # every sentence a proposal writes or leaves behind reads as report text
+            assert not edit_problems(ctx.text, new), (name, ctx.text, new)
     if name == "llm":
         assert proposals + len(editor.refusals) > 0 and all(":" in r for r in editor.refusals)
     else:
@@ -72,4 +76,4 @@ def test_editor_contract(name, cases, request):
 def test_unknown_editor_lists_valid_names():
     with pytest.raises(ValueError) as e:
         get_editor("rewrite-everything")
-    assert "valid editors" in str(e.value) and "negation" in str(e.value)
+    assert "valid editors" in str(e.value) and "deletion" in str(e.value)
