@@ -51,6 +51,7 @@ class EditContext:
     style: Style | None = None
     doomed: set[tuple[int, int]] = field(default_factory=set)  # spans of all false findings: deletable together
     covered: set[str] = field(default_factory=set)  # concepts a sentence already planned for insertion states
+    label_only: bool = False  # the reference is a list of labels (NIH): a missed label becomes a short sentence
 
     @classmethod
     def build(cls, text: str, findings: ReportFindings, reference: str, ref_findings: ReportFindings,

@@ -10,6 +10,7 @@ reader says so (None) and the pair becomes a reject instead of a damaged sentenc
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from editors.base import EditContext, SpanEdit
@@ -86,10 +87,26 @@ def segments(ctx: EditContext, sent: tuple[int, int]) -> list[tuple[int, int]]:
     return [(cuts[i], cuts[i + 1] if i + 1 < len(cuts) else b) for i in range(len(cuts))]
 
 
+_HEADER = re.compile(r"^\s*(impression|findings|conclusion)\s*:\s*", re.IGNORECASE)
+_HEADER_BEFORE = re.compile(r"(impression|findings|conclusion)\s*:\s*$", re.IGNORECASE)
+_NUMBER_BEFORE = re.compile(r"(?:^|(?<=\s))\d{1,2}\s*[.)]\s*$")
+
+
 def sentence_removal(ctx: EditContext, sent: tuple[int, int]) -> tuple[int, int]:
-    """The sentence plus the whitespace after it (or before it, for the last sentence)."""
+    """The sentence plus the whitespace after it (or before it, for the last sentence). A list
+    number standing before it ("2.") goes with it; a section header it opens ("Impression:") stays
+    while the section has more to say."""
     s, e = sent
     text = ctx.text
+    m = _NUMBER_BEFORE.search(text[:s])
+    if m:
+        s = m.start()
+    hb = _HEADER_BEFORE.search(text[:s])
+    if hb and not _next_sentence_stays(ctx, sent):
+        s = hb.start()  # "Impression: 1. <removed>" and nothing after it in the section: the header goes too
+    h = _HEADER.match(text[s:e])
+    if h and text[e:].strip() and not _HEADER.match(text[e:].lstrip()) and _next_sentence_stays(ctx, sent):
+        s += h.end()
     j = e
     while j < len(text) and text[j].isspace():
         j += 1
@@ -99,6 +116,16 @@ def sentence_removal(ctx: EditContext, sent: tuple[int, int]) -> tuple[int, int]
     while i > 0 and text[i - 1].isspace():
         i -= 1
     return i, len(text)
+
+
+def _next_sentence_stays(ctx: EditContext, sent: tuple[int, int]) -> bool:
+    """Whether the sentence after `sent` says something that is not being removed."""
+    later = [x for x in ctx.sentences if x[0] >= sent[1] and not re.fullmatch(r"\s*\d{1,2}\s*[.)]\s*",
+                                                                            ctx.text[x[0]:x[1]])]
+    if not later:
+        return False
+    sts = in_sentence(ctx, later[0])
+    return not sts or any((st.start, st.end) not in ctx.doomed for st in sts)
 
 
 def _end_of_tokens(ctx: EditContext, k: int) -> int:

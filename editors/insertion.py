@@ -70,6 +70,29 @@ def finding_sentence(reference: str, start: int, ref_concepts: set[str] | None =
     return None
 
 
+_COUNTABLE = ("mass", "nodule", "effusion", "pneumothorax", "hernia", "lesion", "opacity", "fracture")
+
+
+def _label_of(reference: str, start: int) -> str:
+    """The whole label holding `start` ("Pulmonary mass"), its sentence in the label list."""
+    for s, e in reference_sentences(reference):
+        if s <= start < e:
+            return reference[s:e]
+    return ""
+
+
+def label_sentence(label: str) -> str | None:
+    """A label of a label-list reference ("Pleural effusion") as a short statement ("there is a
+    pleural effusion"): a bare label pasted into a report is not report text."""
+    words = label.strip().rstrip(".").lower()
+    if not words or not re.fullmatch(r"[a-z][a-z -]*", words):
+        return None
+    if words.endswith("s") and not words.endswith(("sis", "us", "ss", "ax")):
+        return f"there are {words}"
+    article = ("an " if words[0] in "aeiou" else "a ") if words.endswith(_COUNTABLE) else ""
+    return f"there is {article}{words}"
+
+
 def insertion_point(ctx: EditContext) -> tuple[int, bool]:
     """(char offset, before_summary). Before a final "no acute ..." sentence, else after the last one."""
     if len(ctx.sentences) >= 2:
@@ -112,7 +135,8 @@ class InsertFinding:
         refs = [r for r in error.ref_findings if r.positive]
         frags = []
         for r in refs:
-            frag = finding_sentence(ctx.reference, r.start)
+            frag = label_sentence(_label_of(ctx.reference, r.start)) if ctx.label_only else \
+                finding_sentence(ctx.reference, r.start)
             if frag and not sentence_problems(sentence(frag, ctx.style)):  # the reference's own typos stay out
                 frags.append((r.certainty != "present", len(frag.split()), frag))
         if not frags and error.concept not in ctx.covered:

@@ -67,7 +67,12 @@ STEM_COMPLETIONS = {
     "edema": ["edema", "edematous"],
 }
 # A few unmentions added to CheXpert's: words the token matcher would otherwise read as a mention.
-EXTRA_UNMENTIONS = {"support_devices": ["plate-like", "plate like"], "lung_lesion": ["masslike"]}
+# "The heart and lungs have [cleared] in the interval" is IU boilerplate, not a heart finding.
+EXTRA_UNMENTIONS = {
+    "support_devices": ["plate-like", "plate like"],
+    "lung_lesion": ["masslike"],
+    "cardiomegaly": ["the heart and lungs have"],
+}
 
 # ConText rules: (literal, category, direction, max_scope). Categories map to span attributes below.
 NEG, UNC, UNC_PRE, HYPO = "NEGATED_EXISTENCE", "POSSIBLE_EXISTENCE", "PRE_UNCERTAIN", "HYPOTHETICAL"

@@ -121,6 +121,7 @@ class TextPairMaker:
 
     def _fix(self, response: str, reference: str, ref: ReportFindings, before: Analysis) -> TextPair:
         ctx = EditContext.build(response, before.findings, reference, ref, self.lexicon)
+        ctx.label_only = self._scope is not None
         # every statement some fix removes: two wrong statements in one sentence take it together
         ctx.doomed = {sp for e in before.errors if e.error_type in ("false_finding", "false_comparison")
                       for sp in e.spans}
