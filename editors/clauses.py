@@ -22,6 +22,10 @@ SEGMENT_OPENERS = {",", ";", ":", "with", "but", "however", "although", "though"
 NEG_CUES = (("no", "evidence", "of"), ("no", "signs", "of"), ("no", "sign", "of"), ("no", "definite"),
             ("no", "radiographic", "evidence", "of"), ("without", "evidence", "of"), ("negative", "for"),
             ("free", "of"), ("no",), ("without",), ("nor",))
+# a comma opens a new segment only before words that start a clause
+_AFTER_CLAUSE_COMMA = {"there", "which", "but", "however", "with", "without", "no", "the", "this", "these", "likely",
+                       "possibly", "probably", "consistent", "compatible", "suggesting", "suggestive", "concerning",
+                       "may", "could", "and", "although", "though", "while", "whereas", "otherwise", "as"}
 LIST_SEPARATORS = {",", "or", "and", "nor", "/", "andor"}
 
 
@@ -81,7 +85,10 @@ def segments(ctx: EditContext, sent: tuple[int, int]) -> list[tuple[int, int]]:
     cuts = [a]
     for k in range(a + 1, b):
         w = toks[k].lower
-        if w in SEGMENT_OPENERS - {"there", "and there"} or (w == "and" and k + 1 < b and toks[k + 1].lower == "there"):
+        nxt = toks[k + 1].lower if k + 1 < b else "."
+        if w == "," and nxt not in _AFTER_CLAUSE_COMMA:
+            continue  # "no consolidation, effusion or pneumothorax": a comma between list items
+        if w in SEGMENT_OPENERS - {"there", "and there"} or (w == "and" and nxt == "there"):
             if k > cuts[-1]:
                 cuts.append(k)
     return [(cuts[i], cuts[i + 1] if i + 1 < len(cuts) else b) for i in range(len(cuts))]
@@ -263,14 +270,12 @@ def list_item_removal(ctx: EditContext, sent: tuple[int, int], target: tuple[int
                                 conj + " " + ctx.text[toks[prev_s].start:toks[ranges[i - 1][1] - 1].end],
                                 error_type, editor)
         return SpanEdit(edit_start, edit_end, rep, error_type, editor)
-    # not the last item: remove from its start to the start of the next item's words
-    s_tok = starts[i] if i > 0 else first
-    nxt = ranges[i][1]
-    while nxt < ranges[i + 1][0] and toks[nxt].lower in LIST_SEPARATORS:
-        nxt += 1
     if i > 0:
-        # keep the separator that stood before the removed item
-        s_tok = ranges[i - 1][1]
-        while s_tok < ranges[i][0] and toks[s_tok].lower in LIST_SEPARATORS:
-            s_tok += 1
-    return SpanEdit(toks[s_tok].start, toks[nxt].start, "", error_type, editor)
+        # a middle item goes with the separator before it: "no A, B or C" -> "no A or C"
+        prev_end = toks[ranges[i - 1][1] - 1].end
+        return SpanEdit(prev_end, toks[ranges[i][1] - 1].end, "", error_type, editor)
+    # the first item goes with the separator after it: "no A, B or C" -> "no B or C"
+    nxt = ranges[0][1]
+    while nxt < ranges[1][0] and toks[nxt].lower in LIST_SEPARATORS:
+        nxt += 1
+    return SpanEdit(toks[first].start, toks[nxt].start, "", error_type, editor)

@@ -19,8 +19,8 @@ from editors.deletion import remove_statement
 from editors.style import sentence
 from pipeline.errors import ClinicalError
 from pipeline.extract.rules import split_clauses
-from pipeline.fluency import sentence_problems
 from pipeline.extract.tokens import tokenize
+from pipeline.fluency import sentence_problems
 
 MAX_WORDS = 28
 _NOT_A_FINDING = re.compile(

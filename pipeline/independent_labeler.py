@@ -67,6 +67,29 @@ STEM_COMPLETIONS = {
     "edema": ["edema", "edematous"],
 }
 # A few unmentions added to CheXpert's: words the token matcher would otherwise read as a mention.
+# Words the CheXpert lists lack for observations that MeSH annotators mark often (checked on OpenI).
+EXTRA_MENTIONS = {
+    "degenerative": ["spondylosis", "spondylotic", "osteophyte", "arthritis", "arthritic", "enthesophyte"],
+    "scoliosis": ["scoliotic", "dextroscoliosis", "levoscoliosis", "dextrocurvature", "levocurvature",
+                  "curvature of the spine", "spine curvature"],
+    "hyperinflation": ["hyperexpanded", "hyperaerated", "overinflated", "overinflation", "hyperexpansion"],
+    "elevation": ["elevated"],
+    "copd": ["chronic obstructive", "obstructive lung disease", "obstructive pulmonary disease"],
+    "osteopenia": ["osteoporosis", "osteoporotic", "osteopenic", "demineralization", "demineralized"],
+    "support_devices": ["stent", "wire_", "wires_", "clip", "leads_"],
+}
+# CheXpert names anatomy ("the heart", "contour", "mediastinum") as mentions and relies on negation to
+# clear "heart size is normal". A bare "the mediastinum is stable" would then be positive; so a positive
+# mention by one of these phrases counts only when its sentence also has an abnormality word.
+ANATOMY_MENTIONS = {
+    "cardiomegaly": {"the heart", "heart size", "cardiac size", "cardiac shadow", "cardiac contour",
+                     "cardiac silhouette"},
+    "enlarged_cardiomediastinum": {"_mediastinum", "cardiomediastinum", "contour", "mediastinal configuration",
+                                   "mediastinal silhouette", "pericardial silhouette",
+                                   "cardiac silhouette and vascularity"},
+}
+ABNORMAL_CUES = ("enlarg", "widen", "promin", "increas", "large", "abnormal", "dilat", "bulg", "globular",
+                 "cardiomegaly", "accentuat", "exaggerat", "mass", "shift", "hypertroph")
 # "The heart and lungs have [cleared] in the interval" is IU boilerplate, not a heart finding.
 EXTRA_UNMENTIONS = {
     "support_devices": ["plate-like", "plate like"],
@@ -74,86 +97,73 @@ EXTRA_UNMENTIONS = {
     "cardiomegaly": ["the heart and lungs have"],
 }
 
-# ConText rules: (literal, category, direction, max_scope). Categories map to span attributes below.
-NEG, UNC, UNC_PRE, HYPO = "NEGATED_EXISTENCE", "POSSIBLE_EXISTENCE", "PRE_UNCERTAIN", "HYPOTHETICAL"
-_NEGATION_FORWARD = [
-    "no", "without", "negative for", "free of", "clear of", "no evidence of", "no evidence for",
-    "no signs of", "no sign of", "absence of", "resolution of", "removal of", "resolved", "neither", "nor",
-    "never", "no longer", "disappearance of", "clearing of", "interval removal of", "not",
-]
-_NEGATION_BACKWARD = [
-    "absent", "resolved", "has resolved", "have resolved", "removed", "has been removed", "is negative",
-    "not seen", "not identified", "not present", "not visualized", "not evident", "not appreciated",
-    "not demonstrated", "not detected", "none",
-]
-# "Normal" statements deny what they describe; short scope, stopped by a comma.
+# ConText categories; each maps to a span attribute (see IndependentLabeler.__init__).
+NEG, UNC, UNC_PRE = "NEGATED_EXISTENCE", "POSSIBLE_EXISTENCE", "PRE_UNCERTAIN"
+# Cue lists. Each literal appears once: medspaCy prunes overlapping modifiers, so a literal listed twice
+# (say forward and backward) would silently keep only one of the two.
+_NEGATION = {
+    "FORWARD": ["no", "without", "negative for", "free of", "clear of", "no evidence of", "no evidence for",
+                "no signs of", "no sign of", "absence of", "resolution of", "removal of", "neither", "nor",
+                "never", "no longer", "disappearance of", "clearing of", "interval removal of", "no other",
+                "no further"],
+    "BACKWARD": ["absent", "has resolved", "have resolved", "removed", "has been removed", "is negative",
+                 "not seen", "not identified", "not present", "not visualized", "not evident", "not appreciated",
+                 "not demonstrated", "not detected", "none", "negative"],
+    "BIDIRECTIONAL": ["resolved"],
+}
+# "Normal" statements deny what they describe: backward across a list ("heart size, mediastinal contour and
+# vascularity are normal"), forward only to the next comma ("normal heart size, mild congestion").
 _NORMAL = ["normal", "unremarkable", "within normal limits", "within the normal limits", "within normal range",
            "normal limits", "within limits of normal", "not enlarged", "normal in size", "normal size"]
-_PRE_UNCERTAIN = [
-    "cannot exclude", "can not exclude", "cannot be excluded", "can not be excluded", "not excluded",
-    "not be excluded", "cannot rule out", "can not rule out", "cannot be ruled out", "not ruled out",
-    "not be ruled out", "no new", "no definite", "not definite", "no definitive", "no obvious",
-    "no evidence to rule out", "difficult to exclude", "not entirely excluded", "no convincing",
-]
-_PRE_UNCERTAIN_BACKWARD = ["not excluded", "cannot be excluded", "can not be excluded", "not be excluded",
-                           "cannot be ruled out", "not ruled out", "not be ruled out", "not entirely excluded"]
-_UNCERTAIN_FORWARD = [
-    "possible", "possibly", "probable", "probably", "likely", "may", "might", "could", "can be",
-    "questionable", "questionably", "question of", "suspicious for", "suspected", "suspect", "suspicion of",
-    "suggest", "suggests", "suggestive of", "suggesting", "concerning for", "concern for", "worrisome for",
-    "indeterminate", "equivocal", "versus", "vs", "differential", "consider", "considered",
-    "borderline", "top normal", "top-normal", "upper limits of normal", "upper limit of normal",
-    "upper normal", "presumed", "presumably", "favor", "favored", "uncertain", "unclear", "apparent",
-    "compatible with", "rule out", "r/o", "evaluate for", "to evaluate", "may represent", "could represent",
-]
-_UNCERTAIN_BACKWARD = ["versus", "vs", "suspected", "questioned",
-                       "is possible", "are possible", "borderline", "top normal", "upper limits of normal",
-                       "likely", "could be", "may be", "possibly"]
+_PRE_UNCERTAIN = {
+    "FORWARD": ["cannot exclude", "can not exclude", "cannot rule out", "can not rule out", "no new",
+                "no definite", "not definite", "no definitive", "no obvious", "no evidence to rule out",
+                "difficult to exclude", "no convincing"],
+    "BIDIRECTIONAL": ["not excluded", "not be excluded", "cannot be excluded", "can not be excluded",
+                      "cannot be ruled out", "not ruled out", "not be ruled out", "not entirely excluded"],
+}
+_UNCERTAIN = {
+    "FORWARD": ["possible", "probable", "may", "might", "could", "can be", "questionable", "questionably",
+                "question of", "suspicious for", "suspect", "suspicion of", "suggest", "suggests",
+                "suggestive of", "suggesting", "concerning for", "concern for", "worrisome for", "indeterminate",
+                "equivocal", "differential", "consider", "considered", "presumed", "presumably", "favor",
+                "favored", "uncertain", "unclear", "apparent", "compatible with", "rule out", "r/o",
+                "evaluate for", "to evaluate", "may represent", "could represent", "if", "should there be",
+                "in case of"],
+    "BACKWARD": ["questioned", "is possible", "are possible", "could be", "may be"],
+    "BIDIRECTIONAL": ["versus", "vs", "borderline", "top normal", "top-normal", "upper limits of normal",
+                      "upper limit of normal", "upper normal", "likely", "probably", "possibly", "suspected"],
+}
 # Phrases that look like negation but are not ("no change in cardiomegaly" keeps cardiomegaly).
 _PSEUDO = ["no change", "no interval change", "no significant change", "no significant interval change",
            "not changed", "not significantly changed", "unchanged", "no increase", "not increased",
-           "not significantly", "no further", "no other", "not only", "gram negative"]
+           "not only", "gram negative"]
 _TERMINATE = ["but", "however", "although", "though", "which", "with", "except", "aside from", "apart from",
               "otherwise", ";", "there is", "there are", "and there", "while", "whereas", "due to",
               "secondary to", "likely due to", "consistent with"]
 
 
-def _rules(nlp) -> list:
-    """ConText rules. medspaCy keys rules by literal, so repeats get a padded literal and a token pattern."""
+def _normal_modifies(target: Span, modifier: Span, between: Span) -> bool:
+    if target.start < modifier.start:
+        return True
+    return len(between) <= 5 and not any(t.text in {",", ";"} for t in between)
+
+
+def _rules() -> list:
+    """ConText rules built from the cue lists above ("not" reaches 6 tokens either way)."""
     from medspacy.context import ConTextRule
 
-    rules, seen = [], set()
-
-    def add(lit, category, direction, max_scope=None, terminated_by=None):
-        key = lit
-        while key in seen:
-            key += " "
-        seen.add(key)
-        pattern = [{"LOWER": t.lower_} for t in nlp.make_doc(lit)] if key != lit else None
-        rules.append(ConTextRule(key, category, pattern=pattern, direction=direction, max_scope=max_scope,
-                                 terminated_by=terminated_by))
-
-    for lit in _NEGATION_FORWARD:
-        add(lit, NEG, "BIDIRECTIONAL" if lit == "not" else "FORWARD", 6 if lit == "not" else None)
-    for lit in _NEGATION_BACKWARD:
-        add(lit, NEG, "BACKWARD", 8)
-    for lit in _NORMAL:
-        add(lit, NEG, "BIDIRECTIONAL", 8, {"COMMA"})
-    for lit in _PRE_UNCERTAIN:
-        add(lit, UNC_PRE, "FORWARD")
-    for lit in _PRE_UNCERTAIN_BACKWARD:
-        add(lit, UNC_PRE, "BACKWARD", 10)
-    for lit in _UNCERTAIN_FORWARD:
-        add(lit, UNC, "FORWARD")
-    for lit in _UNCERTAIN_BACKWARD:
-        add(lit, UNC, "BACKWARD", 8)
-    for lit in ("if", "should there be", "in case of"):
-        add(lit, HYPO, "FORWARD")
-    for lit in _PSEUDO:
-        add(lit, "PSEUDO", "PSEUDO")
-    for lit in _TERMINATE:
-        add(lit, "TERMINATE", "TERMINATE")
-    add(",", "COMMA", "PSEUDO")
+    rules = [ConTextRule("not", NEG, direction="BIDIRECTIONAL", max_scope=6)]
+    for cues, category in ((_NEGATION, NEG), (_PRE_UNCERTAIN, UNC_PRE), (_UNCERTAIN, UNC)):
+        for direction, literals in cues.items():
+            scope = 8 if direction == "BACKWARD" else None
+            rules += [ConTextRule(lit, category, direction=direction, max_scope=scope) for lit in literals]
+    rules += [ConTextRule(lit, NEG, direction="BIDIRECTIONAL", max_scope=12, on_modifies=_normal_modifies)
+              for lit in _NORMAL]
+    rules += [ConTextRule(lit, "PSEUDO", direction="PSEUDO") for lit in _PSEUDO]
+    rules += [ConTextRule(lit, "TERMINATE", direction="TERMINATE") for lit in _TERMINATE]
+    literals = [r.literal for r in rules]
+    assert len(literals) == len(set(literals)), "a cue literal is listed twice"
     return rules
 
 
@@ -196,6 +206,8 @@ def load_phrases(phrase_dir: Path = PHRASE_DIR) -> tuple[dict[str, list[str]], d
                 mentions.setdefault(name, []).append(p)
         else:
             mentions.setdefault(path.stem, []).extend(phrases)
+    for obs, phrases in EXTRA_MENTIONS.items():
+        mentions.setdefault(obs, []).extend(phrases)
     unmentions: dict[str, list[str]] = {k: list(v) for k, v in EXTRA_UNMENTIONS.items()}
     for path in sorted((phrase_dir / "unmention").glob("*.txt")):
         unmentions.setdefault(path.stem, []).extend(p.strip() for p in path.read_text().splitlines() if p.strip())
@@ -203,7 +215,7 @@ def load_phrases(phrase_dir: Path = PHRASE_DIR) -> tuple[dict[str, list[str]], d
 
 
 def _register_extensions() -> None:
-    for name in ("mp_neg", "mp_unc", "mp_unc_pre"):
+    for name in ("mp_neg", "mp_unc", "mp_unc_pre", "mp_anatomy"):
         if not Span.has_extension(name):
             Span.set_extension(name, default=False)
 
@@ -223,22 +235,24 @@ class IndependentLabeler:
         self.observations = tuple(sorted(self.mentions))
         self.matcher = PhraseMatcher(self.nlp.vocab, attr="LOWER")
         for obs, phrases in self.mentions.items():
-            self._add(f"M|{obs}", phrases)
+            anatomy = ANATOMY_MENTIONS.get(obs, set())
+            self._add(f"M|{obs}", [p for p in phrases if p not in anatomy])
+            self._add(f"A|{obs}", [p for p in phrases if p in anatomy])
         for obs, phrases in self.unmentions.items():
             self._add(f"U|{obs}", phrases)
-        attrs = {NEG: {"mp_neg": True}, UNC: {"mp_unc": True}, HYPO: {"mp_unc": True},
-                 UNC_PRE: {"mp_unc_pre": True}}
+        attrs = {NEG: {"mp_neg": True}, UNC: {"mp_unc": True}, UNC_PRE: {"mp_unc_pre": True}}
         self.context = self.nlp.add_pipe(
             "medspacy_context",
             config={"rules": None, "input_span_type": "group", "span_group_name": self.GROUP,
                     "span_attrs": attrs},
         )
-        self.context.add(_rules(self.nlp))
+        self.context.add(_rules())
         self._pre = [(n, p) for n, p in self.nlp.pipeline if n != "medspacy_context"]
 
     def _add(self, key: str, phrases: Iterable[str]) -> None:
         forms = sorted({f for p in phrases for f in _expand(p)})
-        self.matcher.add(key, [self.nlp.make_doc(f) for f in forms])
+        if forms:
+            self.matcher.add(key, [self.nlp.make_doc(f) for f in forms])
 
     def mention_spans(self, doc: Doc) -> list[Span]:
         """Mentions minus those overlapping an unmention of the same observation."""
@@ -249,12 +263,14 @@ class IndependentLabeler:
             if kind == "U":
                 blocked.setdefault(obs, []).append((start, end))
             else:
-                found.append((obs, start, end))
+                found.append((obs, start, end, kind == "A"))
         spans = []
-        for obs, start, end in found:
+        for obs, start, end, anatomy in found:
             if any(s < end and start < e for s, e in blocked.get(obs, ())):
                 continue
-            spans.append(Span(doc, start, end, label=obs))
+            span = Span(doc, start, end, label=obs)
+            span._.mp_anatomy = anatomy
+            spans.append(span)
         return spans
 
     def _doc(self, doc: Doc) -> Doc:
@@ -266,7 +282,7 @@ class IndependentLabeler:
     def mention_labels(self, text: str) -> list[tuple[str, str, str]]:
         """[(observation, mention text, label)] for every mention: what `label` aggregates (for debugging)."""
         doc = self._doc(self.nlp.make_doc(text or ""))
-        return [(s.label_, s.text, _mention_label(s)) for s in doc.spans[self.GROUP]]
+        return [(s.label_, s.text, lab) for s in doc.spans[self.GROUP] if (lab := _mention_label(s))]
 
     def label(self, text: str) -> dict[str, str]:
         """Report-level labels: positive beats uncertain beats negative across mentions and sentences."""
@@ -280,20 +296,29 @@ class IndependentLabeler:
 _RANK = {"negative": 0, "uncertain": 1, "positive": 2}
 
 
-def _mention_label(span: Span) -> str:
+def _mention_label(span: Span) -> str | None:
+    """CheXpert order: pre-negation uncertainty, negation, uncertainty, else positive (None: not a mention)."""
     if span._.mp_unc_pre:
         return "uncertain"
     if span._.mp_neg:
         return "negative"
     if span._.mp_unc:
         return "uncertain"
+    if span._.mp_anatomy and not _has_abnormal_cue(span.sent):
+        return None
     return "positive"
+
+
+def _has_abnormal_cue(sent: Span) -> bool:
+    return any(t.lower_.startswith(ABNORMAL_CUES) for t in sent)
 
 
 def _aggregate(spans: Iterable[Span]) -> dict[str, str]:
     out: dict[str, str] = {}
     for span in spans:
         lab = _mention_label(span)
+        if lab is None:
+            continue
         prev = out.get(span.label_)
         if prev is None or _RANK[lab] > _RANK[prev]:
             out[span.label_] = lab

@@ -93,7 +93,7 @@ QUALIFIED: dict[tuple[str, str], tuple[str | None, tuple[str, ...]]] = {
     ("lung", "interstitial"): ("lung_opacity", ("lung_opacity", "interstitial_markings")),
     ("lung", "hilum"): ("lymphadenopathy", ()),
     ("lung", "enlarged"): ("lymphadenopathy", ()),
-    ("lung", "prominent"): ("lymphadenopathy", ("prominence",)),
+    ("lung", "prominent"): ("lymphadenopathy", ()),
     ("thoracic vertebrae", "degenerative"): ("degenerative_changes", ("degenerative",)),
     ("lumbar vertebrae", "degenerative"): ("degenerative_changes", ("degenerative",)),
     ("cervical vertebrae", "degenerative"): ("degenerative_changes", ("degenerative",)),

@@ -50,18 +50,27 @@ def test_every_response_ends_as_a_pair_or_a_reason(pairs):
 
 
 def test_detected_errors_are_fixed_and_verified(maker, pairs):
+    """Every contradiction is fixed in every pair; only an omission may be left (chosen then says
+    less than the reference, never something against it)."""
     found = fixed = 0
     for row, p in pairs:
         if isinstance(p, TextPairError) or p.on_policy != "rejected":
             continue
         ref = maker.reference_findings(row["reference_report"])
-        before = maker.analyse(p.rejected, ref).keys
-        after = maker.analyse(p.chosen, ref).keys
-        assert not after - before, f"{row['id']}: chosen has a new error {after - before}"
-        found += len(before)
-        fixed += len(before - after)
+        before = maker.analyse(p.rejected, ref)
+        after = maker.analyse(p.chosen, ref)
+        assert not after.keys - before.keys, f"{row['id']}: chosen has a new error {after.keys - before.keys}"
+        left = [e for e in after.errors if not (e.error_type == "missed_finding" and e.kind == "omitted")]
+        assert not left, f"{row['id']}: chosen still contradicts the reference: {[e.key for e in left]}"
+        found += len(before.keys)
+        fixed += len(before.keys - after.keys)
     assert found > 300  # these are real, clinically wrong reports
     assert fixed / found >= 0.95
+
+
+def test_most_responses_become_pairs(pairs):
+    made = sum(not isinstance(p, TextPairError) for _r, p in pairs)
+    assert made / len(pairs) >= 0.85
 
 
 def test_injected_error_is_exactly_one_and_detected(maker, pairs):
@@ -76,7 +85,9 @@ def test_injected_error_is_exactly_one_and_detected(maker, pairs):
 
 def test_edits_are_minimal(pairs):
     ratios = [word_edit_ratio(p.rejected, p.chosen) for _r, p in pairs if not isinstance(p, TextPairError)]
-    assert statistics.median(ratios) <= 0.15
+    # whole statements change (a sentence out, the reference's sentence in), so more words than a
+    # one-word flip; still far from a rewrite
+    assert statistics.median(ratios) <= 0.3
     # the reference as chosen would rewrite almost everything: our edits are far from that
     refs = [word_edit_ratio(r["generated_report"], r["reference_report"].lower()) for r, _p in pairs]
     assert statistics.median(refs) > 0.8
@@ -134,7 +145,7 @@ def test_property_outside_edits_identical_and_verified(maker, resp, ref, upper, 
     try:
         p = maker.make(response, reference, seed=seed)
     except TextPairError as e:
-        assert e.reason in ("no_error", "edit_unverified", "edit_not_minimal")
+        assert e.reason in ("no_error", "edit_unverified", "edit_not_minimal", "residual_error", "not_fluent")
         return
     assert outside_edits_identical(p)
     refind = maker.reference_findings(reference)
