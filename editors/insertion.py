@@ -36,6 +36,10 @@ _SUMMARY = re.compile(r"^\s*(\d+\s*[.)]\s*)?(impression\s*:?\s*)?(no (acute|acti
                       re.IGNORECASE)
 _REF_NO_ACUTE = re.compile(r"\bno (evidence of )?(acute|active)\b|\bnegative (chest|exam)|\bnormal chest",
                            re.IGNORECASE)
+# a summary about the whole chest, not one organ ("no acute displaced rib fractures" is not a summary)
+_GLOBAL = re.compile(r"cardiopulmonary|intrathoracic|cardiothoracic|chest|disease|process|abnormalit|findings?\b",
+                     re.IGNORECASE)
+_LOCAL = re.compile(r"fractur|bony|bone|osseous|rib|spine|skelet", re.IGNORECASE)
 # findings that make "no acute cardiopulmonary process" false
 ACUTE = {"consolidation", "pneumonia", "edema", "pleural_effusion", "pneumothorax", "lung_opacity", "atelectasis",
          "fracture", "pneumoperitoneum", "enlarged_cardiomediastinum", "subcutaneous_emphysema"}
@@ -121,8 +125,10 @@ def summary_contradicted(ctx: EditContext, concept: str) -> tuple[int, int] | No
     """The response's closing "no acute ..." sentence when the reference makes it false."""
     if concept not in ACUTE or _REF_NO_ACUTE.search(ctx.reference):
         return None
-    for s, e in ctx.sentences:
-        if _SUMMARY.match(ctx.text[s:e]) and not any(s <= f.start < e and f.positive for f in ctx.findings.findings):
+    for s, e in reversed(ctx.sentences):
+        text = ctx.text[s:e]
+        if _SUMMARY.match(text) and _GLOBAL.search(text) and not _LOCAL.search(text) \
+                and not any(s <= f.start < e and f.positive for f in ctx.findings.findings):
             return (s, e)
     return None
 
@@ -138,10 +144,12 @@ class InsertFinding:
             frag = label_sentence(_label_of(ctx.reference, r.start)) if ctx.label_only else \
                 finding_sentence(ctx.reference, r.start)
             if frag and not sentence_problems(sentence(frag, ctx.style)):  # the reference's own typos stay out
-                frags.append((r.certainty != "present", len(frag.split()), frag))
+                deid = len(re.findall(r"\bx{2,}\b", frag, re.IGNORECASE))
+                if deid <= 1:  # "the appearance XXXX subsegmental atelectasis": a de-id token ate the verb
+                    frags.append((r.certainty != "present", deid, len(frag.split()), frag))
         if not frags and error.concept not in ctx.covered:
             return None
-        fragment = min(frags)[2] if frags else ""
+        fragment = min(frags)[-1] if frags else ""
         edits: list[SpanEdit] = []
         for f in error.findings:  # the response denies it: the denial goes first
             ed = remove_statement(ctx, (f.start, f.end), error.error_type, self.name,
