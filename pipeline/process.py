@@ -58,7 +58,8 @@ class PairBuilder:
         self.config = config
         self.manifest_dir = Path(manifest_dir)
         self.config_hash = config.content_hash()
-        self.text_maker = TextPairMaker(config.text)
+        style_model = config.sampler.model if config.text.style_check else None
+        self.text_maker = TextPairMaker(config.text, style_model=style_model)
         self.tokenizer, self.tokenizer_name = load_tokenizer(config.tokenizer)
         self.seconds: Counter[str] = Counter()
         self.counts: Counter[str] = Counter()  # times each stage ran (manifest.json stats)

@@ -57,7 +57,7 @@ class Analysis:
 
 
 class TextPairMaker:
-    def __init__(self, config: Any = None):
+    def __init__(self, config: Any = None, style_model: str | None = None):
         extractor = getattr(config, "extractor", "rules")
         lexicon = getattr(config, "lexicon", None)
         self.extractor = get_extractor(extractor, lexicon=lexicon)
@@ -69,6 +69,11 @@ class TextPairMaker:
         self.comparisons = getattr(config, "comparisons", True)
         self.max_edit_ratio = getattr(config, "max_edit_ratio", 0.9)
         self._ref_cache: dict[str, ReportFindings] = {}
+        self.style = None
+        if style_model:
+            from pipeline.policy_style import PolicyStyle
+
+            self.style = PolicyStyle(style_model, margin=getattr(config, "style_margin", 2.0))
         self._scope: set[str] | None = None
 
     # -- analysis ---------------------------------------------------------------------------
@@ -183,6 +188,10 @@ class TextPairMaker:
         if problems:
             raise TextPairError("not_fluent", "the edited chosen side does not read as report text: "
                                 + "; ".join(problems[:3]))
+        off = self.style.problems(response, chosen) if self.style is not None else []
+        if off:
+            raise TextPairError("off_policy_style", "an edited sentence is far less likely under the policy "
+                                "than its own: " + "; ".join(off[:2]))
         # an upper bound first: each edit changes at most its words plus the two it may split
         words = max(len(response.split()), len(chosen.split()), 1)
         bound = sum(max(len(e.replacement.split()), len(response[e.start:e.end].split())) + 2 for e in accepted)
@@ -242,7 +251,8 @@ class TextPairMaker:
             rejected = apply_edits(response, edits)
             after = self.analyse(rejected, ref, self._scope)
             if len(after.errors) == 1 and after.errors[0].error_type == etype \
-                    and not edit_problems(response, rejected):
+                    and not edit_problems(response, rejected) \
+                    and not (self.style is not None and self.style.problems(response, rejected)):
                 return TextPair(
                     chosen=response,
                     rejected=rejected,
