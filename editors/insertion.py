@@ -156,7 +156,8 @@ class InsertFinding:
                                   cue=f.cue_span if f.category == "denial" else None)
             if ed is None:
                 return None
-            edits.append(ed)
+            if ed not in edits:  # two denied words of one sentence ("no nodules or masses") remove it once
+                edits.append(ed)
         summary = summary_contradicted(ctx, error.concept)
         if error.concept in ctx.covered:
             return normalize(edits) if edits else None  # another inserted sentence states it already

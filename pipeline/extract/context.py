@@ -16,6 +16,9 @@ PSEUDO = {  # look like cues but are not
     ("no", "change"), ("no", "significant", "change"), ("no", "interval", "change"), ("not", "only"),
     ("without", "change"), ("no", "increase"), ("no", "decrease"), ("not", "changed"),
     ("without", "significant", "change"), ("no", "other"),
+    # "a nodule not seen on prior exams" is a new nodule, not an absent one
+    ("not", "seen", "on"), ("not", "present", "on"), ("not", "seen", "previously"), ("not", "previously", "seen"),
+    ("not", "visualized", "on"), ("not", "identified", "on"),
 }
 UNCERTAIN_PRE = {
     ("cannot", "exclude"), ("can", "not", "exclude"), ("cannot", "rule", "out"), ("may",), ("might",),
