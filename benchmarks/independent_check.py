@@ -2,8 +2,9 @@
 
 Why: `pipeline.independent_eval` trusts `IndependentLabeler` to judge pairs; this measures that trust.
 For each observation MeSH can express, precision / recall of "labeler says positive" (findings +
-impression text) against "a MeSH major term maps to it"; plus how many MeSH term occurrences the
-mapping covers, and labelling speed.
+impression text) against "a MeSH major term maps to it"; how many MeSH term occurrences the mapping
+covers; labelling speed; and `chosen_vs_mesh` on the original reports, the rate a perfect chosen text
+would still get (the noise floor of that check).
 
     .venv/bin/python benchmarks/independent_check.py [--reports PATH] [--limit N]
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.independent_eval import MESH_OBSERVABLE, mesh_informative  # noqa: E402
+from pipeline.independent_eval import MESH_OBSERVABLE, chosen_vs_mesh, mesh_informative, summarise  # noqa: E402
 from pipeline.independent_labeler import IndependentLabeler  # noqa: E402
 from pipeline.mesh_labels import coverage, is_normal, mesh_observations  # noqa: E402
 
@@ -108,6 +109,14 @@ def main(argv: list[str] | None = None) -> int:
           f" {tot['uncertain_on_gold']:8d} {tot['negative_on_gold']:8d}")
     print(f"\nMeSH 'normal' reports: {normal['reports']}; labeler finds a positive (MeSH-expressible) "
           f"observation in {normal['with_positive']} ({_ratio(normal['with_positive'], normal['reports'])})")
+
+    # The floor of chosen_vs_mesh: the radiologist's own report checked against its own MeSH terms.
+    rows = [chosen_vs_mesh(lab, r.get("mesh_major") or [], labeler) for r, lab in zip(reports, labels, strict=True)]
+    s = summarise(rows)
+    print(f"\nchosen_vs_mesh on the original reports (noise floor, {s['mesh_rows']} informative): "
+          f"denials in {s['mesh_denials_rate']:.1%} of reports ({s['mesh_denials']}), unsupported claims in "
+          f"{s['mesh_unsupported_claims_rate']:.1%} ({s['mesh_unsupported_claims']}), omissions in "
+          f"{s['mesh_omissions_rate']:.1%}")
     return 0
 
 

@@ -1,8 +1,11 @@
-"""`build-pairs eval OUT_DIR`: the project's own quality report on a finished shard folder.
+"""`build-pairs eval OUT_DIR`: the quality report on a finished shard folder.
 
 It re-extracts both sides of every pair against its reference, so the figures do not trust what
 the builder recorded: errors per type in `rejected` and `chosen`, errors fixed and errors new,
-the median word-level edit ratio, and how the token masks cover the tokens that differ.
+the median word-level edit ratio, and how the token masks cover the tokens that differ. Because
+our extractor judging our own edits is not evidence of quality, it also reports what does not
+share its code: the structural fluency checker, denials written that the reference never makes,
+and the independent labeler's contradictions with the reference before and after the edit.
 """
 
 from __future__ import annotations
@@ -14,7 +17,14 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from pipeline.independent_labeler import default_labeler
 from pipeline.metrics import word_edit_ratio
+from pipeline.quality_figures import (
+    fluency_failures,
+    independent_rows,
+    summarise_independent,
+    written_denials,
+)
 from pipeline.text_pairs import TextPairMaker
 from pipeline.token_masks import differing_token_positions
 
@@ -52,6 +62,9 @@ def evaluate(out_dir: Path, extractor: str | None = None) -> dict:
     differing = masked = unmasked_diff = extra = 0
     pairs = 0
     by_policy: Counter = Counter()
+    fluency: list[str] = []
+    denials: list[str] = []
+    texts: list[dict] = []
     cols = ["reference", "chosen", "rejected", "on_policy", "task", "chosen_input_ids", "rejected_input_ids",
             "chosen_token_mask", "rejected_token_mask", "meta"]
     for shard in shards:
@@ -66,6 +79,10 @@ def evaluate(out_dir: Path, extractor: str | None = None) -> dict:
             unmasked_diff += sum(1 for k in dc if not cm[k]) + sum(1 for k in dr if not rm[k])
             extra += sum(1 for k, v in enumerate(cm) if v and k not in dc)
             extra += sum(1 for k, v in enumerate(rm) if v and k not in dr)
+            if row["task"] == "report":
+                fluency.extend(fluency_failures(row["chosen"], row["rejected"], row["on_policy"]))
+                denials.extend(written_denials(row["chosen"], row["rejected"], row["reference"], row["on_policy"]))
+                texts.append({k: row[k] for k in ("reference", "rejected", "chosen", "on_policy")} | {"sample_id": ""})
             if row["task"] != "report" or row["on_policy"] != "rejected":
                 continue
             ref = maker.reference_findings(row["reference"])
@@ -79,6 +96,7 @@ def evaluate(out_dir: Path, extractor: str | None = None) -> dict:
             found += len(rej.errors)
             fixed += len(rej.keys - cho.keys)
             new_in_chosen += len(cho.keys - rej.keys) > 0
+    independent = summarise_independent(independent_rows(texts, default_labeler())) if texts else {}
     manifest = {}
     if (out_dir / "manifest.json").exists():
         manifest = json.loads((out_dir / "manifest.json").read_text())
@@ -98,6 +116,11 @@ def evaluate(out_dir: Path, extractor: str | None = None) -> dict:
         "masked_tokens": masked,
         "extra_masked_tokens": extra,
         "extra_masked_fraction": round(extra / differing, 4) if differing else None,
+        "fluency_failures": len(fluency),
+        "fluency_examples": fluency[:5],
+        "denials_written": len(denials),
+        "denial_examples": denials[:5],
+        "independent": independent,
     }
 
 
@@ -112,4 +135,12 @@ def format_report(r: dict) -> str:
     lines.append(f"median word edit ratio: {r['median_word_edit_ratio']}")
     lines.append(f"mask coverage: {r['differing_tokens']} differing tokens, {r['differing_tokens_unmasked']} unmasked, "
                  f"{r['extra_masked_tokens']} extra masked ({r['extra_masked_fraction']} of differing)")
+    lines.append(f"structural fluency failures in edited sentences: {r['fluency_failures']}  {r['fluency_examples']}")
+    lines.append(f"denials written into chosen that the reference does not make: {r['denials_written']}  "
+                 f"{r['denial_examples']}")
+    ind = r.get("independent") or {}
+    if ind:
+        lines.append(f"independent labeler, corrected pairs: contradictions with the reference "
+                     f"{ind['rejected_contradictions']} in rejected -> {ind['chosen_contradictions']} in chosen; "
+                     f"pairs with an added issue: {ind['pairs_with_added_issue']}")
     return "\n".join(lines)

@@ -66,7 +66,6 @@ STEM_COMPLETIONS = {
     "emphysema": ["emphysema", "emphysematous"],
     "edema": ["edema", "edematous"],
 }
-# A few unmentions added to CheXpert's: words the token matcher would otherwise read as a mention.
 # Words the CheXpert lists lack for observations that MeSH annotators mark often (checked on OpenI).
 EXTRA_MENTIONS = {
     "degenerative": ["spondylosis", "spondylotic", "osteophyte", "arthritis", "arthritic", "enthesophyte"],
@@ -90,7 +89,8 @@ ANATOMY_MENTIONS = {
 }
 ABNORMAL_CUES = ("enlarg", "widen", "promin", "increas", "large", "abnormal", "dilat", "bulg", "globular",
                  "cardiomegaly", "accentuat", "exaggerat", "mass", "shift", "hypertroph")
-# "The heart and lungs have [cleared] in the interval" is IU boilerplate, not a heart finding.
+# A few unmentions added to CheXpert's: words the token matcher would otherwise read as a mention.
+# ("The heart and lungs have [cleared] in the interval" is IU boilerplate, not a heart finding.)
 EXTRA_UNMENTIONS = {
     "support_devices": ["plate-like", "plate like"],
     "lung_lesion": ["masslike"],
@@ -99,6 +99,7 @@ EXTRA_UNMENTIONS = {
 
 # ConText categories; each maps to a span attribute (see IndependentLabeler.__init__).
 NEG, UNC, UNC_PRE = "NEGATED_EXISTENCE", "POSSIBLE_EXISTENCE", "PRE_UNCERTAIN"
+ANATOMY = "anatomy"
 # Cue lists. Each literal appears once: medspaCy prunes overlapping modifiers, so a literal listed twice
 # (say forward and backward) would silently keep only one of the two.
 _NEGATION = {
@@ -118,7 +119,8 @@ _NORMAL = ["normal", "unremarkable", "within normal limits", "within the normal 
 _PRE_UNCERTAIN = {
     "FORWARD": ["cannot exclude", "can not exclude", "cannot rule out", "can not rule out", "no new",
                 "no definite", "not definite", "no definitive", "no obvious", "no evidence to rule out",
-                "difficult to exclude", "no convincing"],
+                "difficult to exclude", "difficult to completely exclude", "difficult to entirely exclude",
+                "no convincing"],
     "BIDIRECTIONAL": ["not excluded", "not be excluded", "cannot be excluded", "can not be excluded",
                       "cannot be ruled out", "not ruled out", "not be ruled out", "not entirely excluded"],
 }
@@ -127,17 +129,18 @@ _UNCERTAIN = {
                 "question of", "suspicious for", "suspect", "suspicion of", "suggest", "suggests",
                 "suggestive of", "suggesting", "concerning for", "concern for", "worrisome for", "indeterminate",
                 "equivocal", "differential", "consider", "considered", "presumed", "presumably", "favor",
-                "favored", "uncertain", "unclear", "apparent", "compatible with", "rule out", "r/o",
+                "favored", "uncertain", "unclear", "compatible with", "rule out", "r/o",
                 "evaluate for", "to evaluate", "may represent", "could represent", "if", "should there be",
                 "in case of"],
     "BACKWARD": ["questioned", "is possible", "are possible", "could be", "may be"],
-    "BIDIRECTIONAL": ["versus", "vs", "borderline", "top normal", "top-normal", "upper limits of normal",
+    "BIDIRECTIONAL": ["versus", "vs", "top normal", "top-normal", "upper limits of normal",
                       "upper limit of normal", "upper normal", "likely", "probably", "possibly", "suspected"],
 }
 # Phrases that look like negation but are not ("no change in cardiomegaly" keeps cardiomegaly).
 _PSEUDO = ["no change", "no interval change", "no significant change", "no significant interval change",
            "not changed", "not significantly changed", "unchanged", "no increase", "not increased",
-           "not only", "gram negative"]
+           "not only", "gram negative", "without change", "without interval change", "without significant change",
+           "without significant interval change"]
 _TERMINATE = ["but", "however", "although", "though", "which", "with", "except", "aside from", "apart from",
               "otherwise", ";", "there is", "there are", "and there", "while", "whereas", "due to",
               "secondary to", "likely due to", "consistent with"]
@@ -153,10 +156,12 @@ def _rules() -> list:
     """ConText rules built from the cue lists above ("not" reaches 6 tokens either way)."""
     from medspacy.context import ConTextRule
 
-    rules = [ConTextRule("not", NEG, direction="BIDIRECTIONAL", max_scope=6)]
+    # "not" as a token pattern also keeps medspaCy's token matcher non-empty (else spaCy warns W036 per doc)
+    rules = [ConTextRule("not", NEG, pattern=[{"LOWER": "not"}], direction="BIDIRECTIONAL", max_scope=6)]
     for cues, category in ((_NEGATION, NEG), (_PRE_UNCERTAIN, UNC_PRE), (_UNCERTAIN, UNC)):
         for direction, literals in cues.items():
-            scope = 8 if direction == "BACKWARD" else None
+            # backward cues reach 8 tokens; two-way hedges ("atelectasis versus scarring") only 4
+            scope = {"BACKWARD": 8, "BIDIRECTIONAL": 4 if category == UNC else None}.get(direction)
             rules += [ConTextRule(lit, category, direction=direction, max_scope=scope) for lit in literals]
     rules += [ConTextRule(lit, NEG, direction="BIDIRECTIONAL", max_scope=12, on_modifies=_normal_modifies)
               for lit in _NORMAL]
@@ -215,7 +220,7 @@ def load_phrases(phrase_dir: Path = PHRASE_DIR) -> tuple[dict[str, list[str]], d
 
 
 def _register_extensions() -> None:
-    for name in ("mp_neg", "mp_unc", "mp_unc_pre", "mp_anatomy"):
+    for name in ("mp_neg", "mp_unc", "mp_unc_pre"):
         if not Span.has_extension(name):
             Span.set_extension(name, default=False)
 
@@ -268,9 +273,8 @@ class IndependentLabeler:
         for obs, start, end, anatomy in found:
             if any(s < end and start < e for s, e in blocked.get(obs, ())):
                 continue
-            span = Span(doc, start, end, label=obs)
-            span._.mp_anatomy = anatomy
-            spans.append(span)
+            # kb_id marks anatomy mentions: Span._ values are keyed by offsets, not label, so they could clash
+            spans.append(Span(doc, start, end, label=obs, kb_id=ANATOMY if anatomy else ""))
         return spans
 
     def _doc(self, doc: Doc) -> Doc:
@@ -304,7 +308,7 @@ def _mention_label(span: Span) -> str | None:
         return "negative"
     if span._.mp_unc:
         return "uncertain"
-    if span._.mp_anatomy and not _has_abnormal_cue(span.sent):
+    if span.kb_id_ == ANATOMY and not _has_abnormal_cue(span.sent):
         return None
     return "positive"
 
@@ -327,5 +331,5 @@ def _aggregate(spans: Iterable[Span]) -> dict[str, str]:
 
 @lru_cache(maxsize=1)
 def default_labeler() -> IndependentLabeler:
-    """One shared labeler per process (building it takes ~0.5 s)."""
+    """One shared labeler per process (building takes ~0.3 s once medspaCy is imported; the import ~2-5 s)."""
     return IndependentLabeler()

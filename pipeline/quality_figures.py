@@ -35,9 +35,11 @@ def written_denials(chosen: str, rejected: str, reference: str, on_policy: str) 
     old = {_norm(rejected[s:e]) for s, e in split_sentences(rejected)}
     ref = _norm(reference)
     out = []
+    words = set(_norm(rejected).split()) | {"or", "and"}
     for s, e in split_sentences(chosen):
         sent = chosen[s:e]
-        if _NEG.search(sent) and _norm(sent) not in old and _norm(sent) not in ref:
+        if _NEG.search(sent) and _norm(sent) not in old and _norm(sent) not in ref \
+                and not set(_norm(sent).split()) <= words:  # words only taken away: the response's own denial
             out.append(sent.strip())
     return out
 
