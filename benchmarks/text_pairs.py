@@ -106,8 +106,13 @@ def quality(rows, pairs, maker) -> None:
     from collections import Counter
 
     from pipeline.independent_labeler import default_labeler
-    from pipeline.quality_figures import (extraction_vs_mesh, fluency_failures, independent_rows,
-                                          summarise_independent, written_denials)
+    from pipeline.quality_figures import (
+        extraction_vs_mesh,
+        fluency_failures,
+        independent_rows,
+        summarise_independent,
+        written_denials,
+    )
 
     left = sum(1 for r, p in pairs if p.on_policy == "rejected" and [
         e for e in maker.analyse(p.chosen, maker.reference_findings(r["reference_report"])).errors
