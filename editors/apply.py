@@ -51,9 +51,11 @@ def normalize(edits: list[SpanEdit]) -> list[SpanEdit] | None:
     """Sorted edits without duplicates or edits inside a deletion (two mentions in one deleted
     sentence); None when two edits genuinely overlap."""
     out: list[SpanEdit] = []
-    for ed in sorted(set(edits), key=lambda x: (x.start, -x.end, x.replacement)):
+    for ed in sorted(set(edits), key=lambda x: (x.start, -x.end, not x.replacement, x.replacement)):
         if out:
             last = out[-1]
+            if (ed.start, ed.end) == (last.start, last.end) and last.start < last.end and not ed.replacement:
+                continue  # the same words removed, and also replaced: the replacement stands
             inside = last.start <= ed.start and ed.end <= last.end and (last.start < last.end)
             if inside and (not last.replacement or (ed.start == ed.end == last.start)) and \
                     not (ed.start == ed.end and ed.replacement and ed.start in (last.start, last.end)):
@@ -74,6 +76,15 @@ def combine(accepted: list[SpanEdit], proposal: list[SpanEdit]) -> list[SpanEdit
             continue  # the same reference sentence already goes in for another missed finding
         merged = False
         for k, a in enumerate(out):
+            if (a.start, a.end) == (p.start, p.end) and a.start < a.end and a.replacement.strip() \
+                    and p.replacement.strip() and a.editor == p.editor == "insertion":
+                # one removed sentence, two reference sentences for it: both go in its place
+                body = a.replacement
+                lead, trail = body[: len(body) - len(body.lstrip())], body[len(body.rstrip()):]
+                joined = lead + body.strip() + " " + p.replacement.strip() + trail
+                out[k] = SpanEdit(a.start, a.end, joined, a.error_type, a.editor)
+                merged = True
+                break
             if a.start == p.start and a.end == p.end and (a.start == a.end or not p.replacement
                                                           or not a.replacement):
                 if a.start == a.end or (a.replacement and p.replacement):

@@ -40,6 +40,11 @@ _REF_NO_ACUTE = re.compile(r"\bno (evidence of )?(acute|active)\b|\bnegative (ch
 _GLOBAL = re.compile(r"cardiopulmonary|intrathoracic|cardiothoracic|chest|disease|process|abnormalit|findings?\b",
                      re.IGNORECASE)
 _LOCAL = re.compile(r"fractur|bony|bone|osseous|rib|spine|skelet", re.IGNORECASE)
+_ANY_SUMMARY = re.compile(r"\b(no|negative for) (evidence of )?acute (cardiopulmonary|intrathoracic|cardiothoracic|"
+                          r"pulmonary|chest)", re.IGNORECASE)
+# a finding described as chronic does not contradict "no acute ..."
+_CHRONIC = re.compile(r"\b(chronic|old|healed|unchanged|stable|fibrosis|scarring|granulom\w*|calcified|remote|"
+                      r"longstanding|redemonstrat\w*)\b", re.IGNORECASE)
 # findings that make "no acute cardiopulmonary process" false
 ACUTE = {"consolidation", "pneumonia", "edema", "pleural_effusion", "pneumothorax", "lung_opacity", "atelectasis",
          "fracture", "pneumoperitoneum", "enlarged_cardiomediastinum", "subcutaneous_emphysema"}
@@ -121,15 +126,19 @@ def insert_sentence(ctx: EditContext, fragment: str, error_type: str, name: str)
     return SpanEdit(pos, pos, " " + sent, error_type, name)
 
 
-def summary_contradicted(ctx: EditContext, concept: str) -> tuple[int, int] | None:
-    """The response's closing "no acute ..." sentence when the reference makes it false."""
-    if concept not in ACUTE or _REF_NO_ACUTE.search(ctx.reference):
+def summary_contradicted(ctx: EditContext, concept: str, fragment: str = "") -> tuple[int, int] | None | bool:
+    """The response's closing "no acute ..." sentence when the new finding makes it false; False when
+    such a statement exists but is glued into another sentence ("bony thorax is unremarkable negative
+    for acute cardiopulmonary abnormality"), so it cannot go alone."""
+    if concept not in ACUTE or _REF_NO_ACUTE.search(ctx.reference) or _CHRONIC.search(fragment):
         return None
     for s, e in reversed(ctx.sentences):
         text = ctx.text[s:e]
         if _SUMMARY.match(text) and _GLOBAL.search(text) and not _LOCAL.search(text) \
                 and not any(s <= f.start < e and f.positive for f in ctx.findings.findings):
             return (s, e)
+    if any(_ANY_SUMMARY.search(ctx.text[s:e]) for s, e in ctx.sentences):
+        return False
     return None
 
 
@@ -145,7 +154,9 @@ class InsertFinding:
                 finding_sentence(ctx.reference, r.start)
             if frag and not sentence_problems(sentence(frag, ctx.style)):  # the reference's own typos stay out
                 deid = len(re.findall(r"\bx{2,}\b", frag, re.IGNORECASE))
-                if deid <= 1:  # "the appearance XXXX subsegmental atelectasis": a de-id token ate the verb
+                head = frag.split()[:3]
+                # "the appearance XXXX subsegmental atelectasis": a de-id token ate the verb or the subject
+                if deid <= 1 and not any(re.fullmatch(r"x{2,}", w, re.IGNORECASE) for w in head):
                     frags.append((r.certainty != "present", deid, len(frag.split()), frag))
         if not frags and error.concept not in ctx.covered:
             return None
@@ -158,7 +169,9 @@ class InsertFinding:
                 return None
             if ed not in edits:  # two denied words of one sentence ("no nodules or masses") remove it once
                 edits.append(ed)
-        summary = summary_contradicted(ctx, error.concept)
+        summary = summary_contradicted(ctx, error.concept, fragment)
+        if summary is False:
+            return None  # a "no acute ..." the new finding contradicts sits inside another statement
         if error.concept in ctx.covered:
             return normalize(edits) if edits else None  # another inserted sentence states it already
         # the new sentence takes the place of a removed sentence that denied it, or of the contradicted summary
