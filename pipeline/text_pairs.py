@@ -183,6 +183,7 @@ class TextPairMaker:
             raise TextPairError("residual_error", f"{len(unfixed)} of {len(before.errors)} error(s) could not be "
                                 "fixed, so chosen would still contradict the reference: "
                                 + "; ".join(f"{k} ({v})" for k, v in unfixed.items()))
+        accepted = self._in_place(response, ref, accepted, current, ctx)
         chosen = apply_edits(response, accepted)
         problems = edit_problems(response, chosen)
         if problems:
@@ -212,6 +213,36 @@ class TextPairMaker:
                    **({"llm_refused": refused} if refused else {}),
                    "editors": sorted({e.editor for e in accepted})},
         )
+
+    def _in_place(self, response: str, ref: ReportFindings, accepted: list[SpanEdit], current: Analysis,
+                  ctx: EditContext) -> list[SpanEdit]:
+        """A missed finding takes the place of a wrong sentence that goes, as a radiologist corrects a
+        report: fewer words change and the finding stands among the findings. Kept only if the
+        re-extraction says exactly what the verified edits said."""
+        inserts = [e for e in accepted if e.start == e.end and e.editor == "insertion"]
+        holes = [e for e in accepted if e.start < e.end and not e.replacement
+                 and any(e.start <= s and t <= e.end for s, t in ctx.sentences)]
+        if not inserts or not holes:
+            return accepted
+        moved = [e for e in accepted if e not in inserts and e not in holes]
+        for k, hole in enumerate(holes):
+            if k < len(inserts):
+                body = ctx.text[hole.start:hole.end]
+                lead, trail = body[: len(body) - len(body.lstrip())], body[len(body.rstrip()):]
+                text = inserts[k].replacement.strip()
+                trail = trail or ("" if hole.end >= len(ctx.text.rstrip()) else " ")
+                moved.append(SpanEdit(hole.start, hole.end, lead + text + trail, inserts[k].error_type, "insertion"))
+            else:
+                moved.append(hole)
+        moved.extend(inserts[len(holes):])
+        moved.sort(key=lambda e: (e.start, e.end))
+        try:
+            trial = apply_edits(response, moved)
+        except ValueError:
+            return accepted
+        if self.analyse(trial, ref, self._scope).keys != current.keys or edit_problems(response, trial):
+            return accepted
+        return moved
 
     def _all_at_once(self, response: str, ref: ReportFindings, before: Analysis,
                      ctx: EditContext) -> tuple[list[SpanEdit], Analysis] | None:
