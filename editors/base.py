@@ -7,6 +7,7 @@ and never needs to know how verification works.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -62,7 +63,9 @@ class EditContext:
             if hi > lo:
                 s = sents.setdefault(sent, [toks[lo].start, toks[hi - 1].end])
                 s[1] = toks[hi - 1].end
-        letters = [c for c in text if c.isalpha()]
+        body = re.sub(r"\b(findings|impression|conclusion|comparison|indication|technique)\s*:", "", text,
+                      flags=re.IGNORECASE)
+        letters = [c for c in body if c.isalpha()]
         style = Style(
             lower=bool(letters) and not any(c.isupper() for c in letters),
             spaced_punct=" ." in text and text.count(" .") >= max(1, text.count(".") // 2),

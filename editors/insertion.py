@@ -79,6 +79,34 @@ def finding_sentence(reference: str, start: int, ref_concepts: set[str] | None =
     return None
 
 
+_CLAUSE_CUT = re.compile(r",\s+|;\s*|\s+and\s+(?=there\b)|(?<!consistent)(?<!compatible)(?<!associated)(?<!along)"
+                         r"(?<!together)\s+with\s+", re.IGNORECASE)
+_NEG_WORD = re.compile(r"\b(no|not|without|negative|free of)\b", re.IGNORECASE)
+
+
+def finding_clause(sentence_text: str, surface: str, concept: str, lexicon) -> str | None:
+    """The clause of a long reference sentence that states the finding ("... silhouette is unchanged
+    with mild cardiomegaly" -> "mild cardiomegaly"): fewer words change, the finding keeps its own
+    modifiers. None when the sentence is one clause or the clause would not state the finding alone."""
+    at = sentence_text.lower().find(surface.lower())
+    if at < 0:
+        return None
+    pieces, pos = [], 0
+    for m in _CLAUSE_CUT.finditer(sentence_text):
+        pieces.append((pos, m.start()))
+        pos = m.end()
+    pieces.append((pos, len(sentence_text)))
+    if len(pieces) < 2:
+        return None
+    lo, hi = next(((a, b) for a, b in pieces if a <= at < b), (0, 0))
+    clause = sentence_text[lo:hi].strip()
+    words = clause.split()
+    if len(words) < 2 or _NEG_WORD.search(clause) or words[0].lower() in {"which", "that", "but", "or", "as"}:
+        return None
+    labels = {lab.concept for m in lexicon.match(tokenize(clause.lower())) for lab in m.labels}
+    return clause if concept in labels else None
+
+
 _COUNTABLE = ("mass", "nodule", "effusion", "pneumothorax", "hernia", "lesion", "opacity", "fracture")
 
 
@@ -150,14 +178,16 @@ class InsertFinding:
         refs = [r for r in error.ref_findings if r.positive]
         frags = []
         for r in refs:
-            frag = label_sentence(_label_of(ctx.reference, r.start)) if ctx.label_only else \
+            whole = label_sentence(_label_of(ctx.reference, r.start)) if ctx.label_only else \
                 finding_sentence(ctx.reference, r.start)
-            if frag and not sentence_problems(sentence(frag, ctx.style)):  # the reference's own typos stay out
-                deid = len(re.findall(r"\bx{2,}\b", frag, re.IGNORECASE))
-                head = frag.split()[:3]
-                # "the appearance XXXX subsegmental atelectasis": a de-id token ate the verb or the subject
-                if deid <= 1 and not any(re.fullmatch(r"x{2,}", w, re.IGNORECASE) for w in head):
-                    frags.append((r.certainty != "present", deid, len(frag.split()), frag))
+            part = finding_clause(whole, r.text, error.concept, ctx.lexicon) if whole and not ctx.label_only else None
+            for frag in (whole, part):
+                if frag and not sentence_problems(sentence(frag, ctx.style)):  # the reference's own typos stay out
+                    deid = len(re.findall(r"\bx{2,}\b", frag, re.IGNORECASE))
+                    head = frag.split()[:3]
+                    # "the appearance XXXX subsegmental atelectasis": a de-id token ate the verb or the subject
+                    if deid <= 1 and not any(re.fullmatch(r"x{2,}", w, re.IGNORECASE) for w in head):
+                        frags.append((r.certainty != "present", deid, len(frag.split()), frag))
         if not frags and error.concept not in ctx.covered:
             return None
         fragment = min(frags)[-1] if frags else ""
@@ -172,8 +202,11 @@ class InsertFinding:
         summary = summary_contradicted(ctx, error.concept, fragment)
         if summary is False:
             return None  # a "no acute ..." the new finding contradicts sits inside another statement
-        if error.concept in ctx.covered:
-            return normalize(edits) if edits else None  # another inserted sentence states it already
+        asserted = any(f.positive and f.concept in ctx.lexicon.compatible_with(error.concept)
+                       for f in ctx.findings.findings)
+        if error.concept in ctx.covered or (asserted and edits):
+            # another inserted sentence, or the response itself, states it already: only the denial goes
+            return normalize(edits) if edits else None
         # the new sentence takes the place of a removed sentence that denied it, or of the contradicted summary
         if summary is not None:
             edits.append(_replace_keeping_space(ctx, summary, fragment, error.error_type, self.name))

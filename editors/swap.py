@@ -14,12 +14,14 @@ class SwapLocation:
     error_types = ("wrong_location",)
 
     def propose(self, error: ClinicalError, ctx: EditContext) -> list[SpanEdit] | None:
-        if not error.want:
-            return None
+        if error.want not in ("left", "right"):
+            return None  # one side for both, or both for one, changes the finding, not its side word
         edits = []
         for s, e in error.spans:
             old = ctx.text[s:e]
             low = old.lower()
+            if low.split("-")[0].split(" ")[0] not in ("left", "right"):
+                return None  # "bilaterally" -> "on the left" reads as a different finding
             suffix = ""
             for suf in ("-sided", " sided"):
                 if low.endswith(suf):

@@ -48,6 +48,13 @@ def detect_errors(resp: ReportFindings, ref: ReportFindings, lexicon: Lexicon,
     for f in ref.findings:
         if f.positive:
             ref_pos.setdefault(f.concept, []).append(f)
+    # a reference that both states and explicitly denies a finding ("The lungs focal airspace
+    # consolidation. ... No focal airspace consolidation.") cannot judge it: that concept is not judged
+    ambiguous = {c for c in ref_pos if any(f.concept == c and f.certainty == "absent" and f.category == "finding"
+                                           for f in ref.findings)}
+    for c in ambiguous:
+        del ref_pos[c]
+    resp = ReportFindings(resp.text, [f for f in resp.findings if f.concept not in ambiguous], resp.comparisons)
 
     def add(etype: str, concept: str, key: tuple, f: Finding | None, span=None, **kw) -> None:
         err = errors.get(key)

@@ -8,6 +8,7 @@ one verified injected error instead (`on_policy = "chosen"`), as in FiRe-MPO.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,6 +118,9 @@ class TextPairMaker:
 
             return make_vqa_pair(response, reference, prompt, seed,
                                  candidates=candidates if isinstance(candidates, list) else None)
+        if _several_reports(response):
+            raise TextPairError("several_reports", "the response holds several reports one after another "
+                                "(blank lines between them): not one answer to edit")
         ref = self.reference_findings(reference)
         self._scope = self.scope_of(scope)
         before = self.analyse(response, ref, self._scope)
@@ -136,6 +140,7 @@ class TextPairMaker:
         fixed: list[ClinicalError] = []
         unfixed: dict[str, str] = {}
         quick = self._all_at_once(response, ref, before, ctx)
+        ctx.covered = set()  # the plan's bookkeeping; the error-by-error loop verifies each insertion itself
         if quick is not None:
             accepted, current = quick
             fixed = list(before.errors)
@@ -183,7 +188,7 @@ class TextPairMaker:
             raise TextPairError("residual_error", f"{len(unfixed)} of {len(before.errors)} error(s) could not be "
                                 "fixed, so chosen would still contradict the reference: "
                                 + "; ".join(f"{k} ({v})" for k, v in unfixed.items()))
-        accepted = self._in_place(response, ref, accepted, current, ctx)
+        accepted = _unglue(response, self._in_place(response, ref, accepted, current, ctx))
         chosen = apply_edits(response, accepted)
         problems = edit_problems(response, chosen)
         if problems:
@@ -282,6 +287,7 @@ class TextPairMaker:
             rejected = apply_edits(response, edits)
             after = self.analyse(rejected, ref, self._scope)
             if len(after.errors) == 1 and after.errors[0].error_type == etype \
+                    and not _contradicts_itself(before.findings, after.findings) \
                     and not edit_problems(response, rejected) \
                     and not (self.style is not None and self.style.problems(response, rejected)):
                 return TextPair(
@@ -303,6 +309,33 @@ _ORDER = {"wrong_location": 0, "wrong_severity": 1, "false_finding": 2, "missed_
 
 def _priority(err: ClinicalError) -> tuple:
     return (_ORDER.get(err.error_type, 9), err.spans[0] if err.spans else (1 << 30, 0))
+
+
+def _several_reports(text: str) -> bool:
+    """Two or more blocks of three or more sentences separated by blank lines: a model that kept going."""
+    blocks = [b for b in re.split(r"\n\s*\n", text) if b.strip()]
+    return sum(1 for b in blocks if len(re.findall(r"[.!?](\s|$)", b)) >= 3) >= 2
+
+
+def _unglue(text: str, edits: list[SpanEdit]) -> list[SpanEdit]:
+    """A deletion that would join two words or sentences ("disease .no") keeps one space."""
+    out = []
+    for e in edits:
+        before, after = text[e.start - 1:e.start], text[e.end:e.end + 1]
+        if not e.replacement and e.end > e.start and before and after and not before.isspace() \
+                and not after.isspace() and text[e.start:e.end][:1].isspace() | text[e.start:e.end][-1:].isspace():
+            e = SpanEdit(e.start, e.end, " ", e.error_type, e.editor)
+        out.append(e)
+    return out
+
+
+def _contradicts_itself(before: ReportFindings, after: ReportFindings) -> bool:
+    """An injected finding that the response denies elsewhere makes a rejected side no report would be."""
+    def both(fs: ReportFindings) -> set[str]:
+        pos = {f.concept for f in fs.findings if f.positive}
+        return pos & {f.concept for f in fs.findings if not f.positive}
+
+    return bool(both(after) - both(before))
 
 
 def _key_str(key: tuple) -> str:

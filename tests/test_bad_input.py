@@ -58,7 +58,8 @@ def dump(record: dict) -> bytes:
 
 NIH_GOOD = {"task": "report", "prompt": "Describe the findings.", "images": ["images/00000001_000.png"],
             "reference": "Cardiomegaly. No pleural effusion.",
-            "responses": ["The heart is normal in size. There is a small left pleural effusion."]}
+            "responses": ["The heart is normal in size. There is a small left pleural effusion. No pneumothorax. "
+                          "The osseous structures are intact."]}
 
 
 def nih(sample_id: str, **changes) -> bytes:
@@ -167,8 +168,11 @@ def test_every_bad_row_is_a_named_reject_and_the_good_rows_pair(bad_world, tmp_p
 
     # the good rows became pairs: the first IU sample, the second response of line 5, the NIH image, '../../evil'
     pair_ids = {p["sample_id"] for p in pairs}
-    assert {iu[0]["sample_id"], iu[1]["sample_id"], "nih-good", "../../evil"} <= pair_ids
-    assert [p["meta"] for p in pairs if p["sample_id"] == iu[1]["sample_id"]][0]  # response 1 of line 5
+    assert {iu[0]["sample_id"], "nih-good", "../../evil"} <= pair_ids
+    # the good second response of line 5 is a pair, or a reject the text stage explains (never lost)
+    text_reasons = {"no_error", "edit_unverified", "residual_error", "not_fluent", "edit_not_minimal"}
+    assert iu[1]["sample_id"] in pair_ids or any(r["sample_id"] == iu[1]["sample_id"] and r["reason"] in text_reasons
+                                                for r in rejects)
     (nih_pair,) = [p for p in pairs if p["sample_id"] == "nih-good"]
     assert nih_pair["corrupted_images"][0]["bytes"] != nih_pair["images"][0]["bytes"]
     assert json.loads([p for p in pairs if p["sample_id"] == iu[0]["sample_id"]][0]["meta"])["manifest_meta"][
@@ -197,8 +201,10 @@ def test_an_over_long_line_is_skipped_not_loaded(tmp_path, monkeypatch, iu):
     path.write_bytes(dump(iu[0]) + b"\n" + huge + b"\n" + dump(iu[2]) + b"\n")
     run(path, tmp_path / "out", load_config(None, {}), progress=False)
     manifest, pairs, rejects = read_out(tmp_path / "out")
-    assert [(r["sample_id"], r["reason"]) for r in rejects] == [("line-2", "line_too_long")]
-    assert {p["sample_id"] for p in pairs} == {iu[0]["sample_id"], iu[2]["sample_id"]}
+    # the long line is skipped with its reason; the rows around it are read (pairs, or text-stage rejects)
+    assert [(r["sample_id"], r["reason"]) for r in rejects if r["stage"] != "text"] == [("line-2", "line_too_long")]
+    ended = {p["sample_id"] for p in pairs} | {r["sample_id"] for r in rejects if r["stage"] == "text"}
+    assert ended == {iu[0]["sample_id"], iu[2]["sample_id"]}
     assert manifest["counts"]["samples"] == 3
 
 

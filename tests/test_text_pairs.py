@@ -69,8 +69,12 @@ def test_detected_errors_are_fixed_and_verified(maker, pairs):
 
 
 def test_most_responses_become_pairs(pairs):
+    """Most responses pair; a response that is several reports in a row is a reject on its own
+    (a chosen side that keeps them would teach the policy to run on)."""
     made = sum(not isinstance(p, TextPairError) for _r, p in pairs)
-    assert made / len(pairs) >= 0.85
+    several = sum(isinstance(p, TextPairError) and p.reason == "several_reports" for _r, p in pairs)
+    assert made / len(pairs) >= 0.8
+    assert made / (len(pairs) - several) >= 0.85
 
 
 def test_injected_error_is_exactly_one_and_detected(maker, pairs):

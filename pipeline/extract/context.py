@@ -19,6 +19,8 @@ PSEUDO = {  # look like cues but are not
     # "a nodule not seen on prior exams" is a new nodule, not an absent one
     ("not", "seen", "on"), ("not", "present", "on"), ("not", "seen", "previously"), ("not", "previously", "seen"),
     ("not", "visualized", "on"), ("not", "identified", "on"),
+    ("not", "substantially", "changed"), ("not", "significantly", "changed"), ("not", "appreciably", "changed"),
+    ("not", "significantly", "different"), ("not", "much", "changed"),
 }
 UNCERTAIN_PRE = {
     ("cannot", "exclude"), ("can", "not", "exclude"), ("cannot", "rule", "out"), ("may",), ("might",),
