@@ -51,7 +51,8 @@ def normalize(edits: list[SpanEdit]) -> list[SpanEdit] | None:
     """Sorted edits without duplicates or edits inside a deletion (two mentions in one deleted
     sentence); None when two edits genuinely overlap."""
     out: list[SpanEdit] = []
-    for ed in sorted(set(edits), key=lambda x: (x.start, -x.end, not x.replacement, x.replacement)):
+    for ed in sorted(set(edits), key=lambda x: (x.start, -x.end, not x.replacement, x.replacement, x.error_type,
+                                                x.editor)):
         if out:
             last = out[-1]
             if (ed.start, ed.end) == (last.start, last.end) and last.start < last.end and not ed.replacement:
@@ -72,8 +73,14 @@ def combine(accepted: list[SpanEdit], proposal: list[SpanEdit]) -> list[SpanEdit
     is already accepted (one normal statement denying several findings) is not repeated."""
     out = list(accepted)
     for p in proposal:
-        if p.start == p.end and p.replacement.strip() and any(p.replacement.strip() in a.replacement for a in out):
-            continue  # the same reference sentence already goes in for another missed finding
+        if p.replacement.strip() and any(p.replacement.strip() in a.replacement for a in out):
+            continue  # the same reference words already go in for another missed finding
+        wider = [a for a in out if a.replacement.strip() and a.replacement.strip() in p.replacement
+                 and (a.start == a.end or p.start == p.end)]
+        for a in wider:  # this sentence holds an inserted clause: the clause gives way to it
+            out.remove(a)
+            if a.start < a.end:
+                out.append(SpanEdit(a.start, a.end, "", a.error_type, a.editor))
         merged = False
         for k, a in enumerate(out):
             if (a.start, a.end) == (p.start, p.end) and a.start < a.end and a.replacement.strip() \
@@ -101,6 +108,10 @@ def combine(accepted: list[SpanEdit], proposal: list[SpanEdit]) -> list[SpanEdit
         if not merged:
             clash = [a for a in out if overlaps([a], [p])]
             for a in clash:
+                trimmed = _trim_neighbour(a, p)
+                if trimmed is not None:
+                    p = trimmed
+                    continue
                 p = _supersede(a, p)
                 if p is None:
                     return None
@@ -119,6 +130,18 @@ def _supersede(a: SpanEdit, p: SpanEdit) -> SpanEdit | None:
         return p
     if not a.replacement and not p.replacement:
         return SpanEdit(min(a.start, p.start), max(a.end, p.end), "", a.error_type, a.editor)
+    return None
+
+
+def _trim_neighbour(a: SpanEdit, p: SpanEdit) -> SpanEdit | None:
+    """Two neighbouring sentences, each taking the space between them: the later one starts where the
+    earlier one ends (kept apart, both applied). None when they overlap in words."""
+    if a.start < p.start < a.end < p.end and a.end - p.start <= 2:
+        rep = p.replacement.lstrip() if (a.replacement.endswith(" ") or not a.replacement) and p.replacement \
+            and not a.replacement == "" else p.replacement
+        return SpanEdit(a.end, p.end, rep, p.error_type, p.editor)
+    if p.start < a.start < p.end < a.end and p.end - a.start <= 2:
+        return SpanEdit(p.start, a.start, p.replacement, p.error_type, p.editor)
     return None
 
 

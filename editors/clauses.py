@@ -170,7 +170,7 @@ def _segment_removal(ctx: EditContext, sent: tuple[int, int], target: tuple[int,
         if not a <= t0 < b:
             continue
         lo, hi = ctx.tokens[a].start, _end_of_tokens(ctx, b)
-        if any(lo <= st.start < hi for st in kept):
+        if any(lo <= st.start < hi and not expendable(ctx, st) for st in kept):
             return None  # the segment also says something right: try its list items
         opener = ctx.tokens[a].lower
         if n == 0:
@@ -184,7 +184,12 @@ def _segment_removal(ctx: EditContext, sent: tuple[int, int], target: tuple[int,
                 return SpanEdit(lo, ctx.tokens[nxt + 1].start, "", error_type, editor)
             if nxt is None or ctx.tokens[nxt].lower in {"which", "but", "however", "although", "though"}:
                 return None  # what is left would start with a dangling conjunction
-            start, end = lo, ctx.tokens[nxt + (1 if ctx.tokens[nxt].lower in {",", ";", "with"} else 0)].start
+            skip = nxt + (1 if ctx.tokens[nxt].lower in {",", ";", "with"} else 0)
+            if skip < len(ctx.tokens) and ctx.tokens[nxt].lower == "," and ctx.tokens[skip].lower == "with":
+                skip += 1  # "the lungs appear clear, with no infiltrate" -> "no infiltrate"
+            if skip < len(ctx.tokens) and ctx.tokens[skip].lower in {"without", "and", "or"}:
+                return None  # "without ..." alone would lose its subject or flip its meaning
+            start, end = lo, ctx.tokens[skip].start
             return SpanEdit(start, end, "", error_type, editor)
         if opener in {"which"} and n + 1 < len(segs):
             return None

@@ -51,5 +51,7 @@ class DeleteFinding:
             ed = remove_statement(ctx, (f.start, f.end), error.error_type, self.name)
             if ed is None:
                 return None
+            if f.phrase_span and not (ed.start <= f.phrase_span[0] and f.phrase_span[1] <= ed.end):
+                return None  # "elevated left hemidiaphragm" must not lose only "elevated"
             edits.append(ed)
         return normalize(edits) or None

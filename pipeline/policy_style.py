@@ -36,7 +36,14 @@ class PolicyStyle:
         torch = self.torch
         enc = self.tokenizer(text, return_offsets_mapping=True, add_special_tokens=True, return_tensors="pt")
         ids = enc["input_ids"].to(self.device)
+        # image placeholders in a text-only forward would ask for image features: score them as padding
+        for key in ("image_token_id", "image_token_index", "video_token_id"):
+            tid = getattr(self.model.config, key, None)
+            if isinstance(tid, int) and tid >= 0:
+                ids = ids.masked_fill(ids == tid, self.tokenizer.pad_token_id or 0)
         offsets = enc["offset_mapping"][0].tolist()
+        if ids.shape[1] < 2:
+            return []  # nothing to score in context
         with torch.no_grad():
             logits = self.model(input_ids=ids).logits.float()
         logp = torch.log_softmax(logits[0, :-1], dim=-1).gather(1, ids[0, 1:, None])[:, 0].tolist()

@@ -58,7 +58,9 @@ class PairBuilder:
         self.config = config
         self.manifest_dir = Path(manifest_dir)
         self.config_hash = config.content_hash()
-        style_model = config.sampler.model if config.text.style_check else None
+        model = config.sampler.model
+        # the style test reads a local model folder; a served model's name (vllm-server) has none here
+        style_model = model if config.text.style_check and model and (Path(model) / "config.json").is_file() else None
         self.text_maker = TextPairMaker(config.text, style_model=style_model)
         self.tokenizer, self.tokenizer_name = load_tokenizer(config.tokenizer)
         self.seconds: Counter[str] = Counter()

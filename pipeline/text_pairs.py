@@ -118,6 +118,9 @@ class TextPairMaker:
 
             return make_vqa_pair(response, reference, prompt, seed,
                                  candidates=candidates if isinstance(candidates, list) else None)
+        if _repeats(response):
+            raise TextPairError("repetitive_response", "the response repeats one sentence three times or more "
+                                "(a generation loop): not one answer to edit")
         if _several_reports(response):
             raise TextPairError("several_reports", "the response holds several reports one after another "
                                 "(blank lines between them): not one answer to edit")
@@ -188,7 +191,7 @@ class TextPairMaker:
             raise TextPairError("residual_error", f"{len(unfixed)} of {len(before.errors)} error(s) could not be "
                                 "fixed, so chosen would still contradict the reference: "
                                 + "; ".join(f"{k} ({v})" for k, v in unfixed.items()))
-        accepted = _unglue(response, self._in_place(response, ref, accepted, current, ctx))
+        accepted = _unglue(response, self._in_place(response, ref, _drop_orphans(accepted, ctx), current, ctx))
         chosen = apply_edits(response, accepted)
         problems = edit_problems(response, chosen)
         if problems:
@@ -309,6 +312,52 @@ _ORDER = {"wrong_location": 0, "wrong_severity": 1, "false_finding": 2, "missed_
 
 def _priority(err: ClinicalError) -> tuple:
     return (_ORDER.get(err.error_type, 9), err.spans[0] if err.spans else (1 << 30, 0))
+
+
+_FOLLOW_UP = re.compile(r"^\s*(this|these|it|which|findings? (is|are))\b|recommend|consider|suggest|further (evaluation|"
+                        r"characteri|assessment)|follow[- ]?up|correlat|notification|if there|xxxx for better",
+                        re.IGNORECASE)
+
+
+def _drop_orphans(edits: list[SpanEdit], ctx: EditContext) -> list[SpanEdit]:
+    """A recommendation or "this may represent ..." left right after the sentence it was about goes
+    with it ("a noncontrast CT is indicated for further characterization" of a removed nodule)."""
+    from editors.clauses import in_sentence, sentence_removal
+
+    removed = [e for e in edits if not e.replacement and any(e.start <= a and b <= e.end for a, b in ctx.sentences)]
+    if not removed:
+        return edits
+    out = list(edits)
+    sents = ctx.sentences
+    for e in removed:
+        k = next((i for i, (a, _b) in enumerate(sents) if a >= e.end - 1 and a >= e.start), None)
+        while k is not None and k < len(sents):
+            a, b = sents[k]
+            if in_sentence(ctx, (a, b)) or not _FOLLOW_UP.search(ctx.text[a:b]) or \
+                    any(x.start < b and a < x.end for x in out):
+                break
+            s0, e0 = sentence_removal(ctx, (a, b))
+            touching = [x for x in out if x.start <= e0 and s0 <= x.end and (x.replacement or x.start == x.end)]
+            if touching:
+                break  # an edit that writes text sits right there: leave the sentence
+            joined = [x for x in out if x.start <= e0 and s0 <= x.end]
+            for x in joined:
+                out.remove(x)
+                s0, e0 = min(s0, x.start), max(e0, x.end)
+            out.append(SpanEdit(s0, e0, "", e.error_type, e.editor))
+            k += 1
+    return sorted(out, key=lambda x: (x.start, x.end))
+
+
+def _repeats(text: str) -> bool:
+    seen: dict[str, int] = {}
+    for sent in re.split(r"(?<=[.!?])\s+", text):
+        key = " ".join(sent.lower().split())
+        if len(key.split()) >= 3:
+            seen[key] = seen.get(key, 0) + 1
+            if seen[key] >= 3:
+                return True
+    return False
 
 
 def _several_reports(text: str) -> bool:

@@ -60,7 +60,8 @@ def messy_manifest(tmp_path, iu_records) -> Path:
         b"",                                                                       # 8 blank: skipped
         dump({"sample_id": "nih-1", "task": "report", "prompt": "Describe the findings.",   # 9 real image
               "images": ["images/00000001_000.png"], "reference": "Cardiomegaly. No pleural effusion.",
-              "responses": ["The heart is normal in size. There is a small left pleural effusion."],
+              "responses": ["The heart is normal in size. There is a small left pleural effusion. No pneumothorax. "
+                            "The osseous structures are intact."],
               "lesions": [{"label": "Cardiomegaly", "box": [150, 250, 400, 420], "image": 0}]}),
         dump({**iu_records[4], "sample_id": "outside", "images": ["../../etc/hostname"]}),  # 10 outside
         dump({**iu_records[5], "sample_id": "unreadable", "images": ["images/not-a-png.png"]}),  # 11
