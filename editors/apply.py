@@ -75,8 +75,7 @@ def combine(accepted: list[SpanEdit], proposal: list[SpanEdit]) -> list[SpanEdit
     for p in proposal:
         if p.replacement.strip() and any(p.replacement.strip() in a.replacement for a in out):
             continue  # the same reference words already go in for another missed finding
-        wider = [a for a in out if a.replacement.strip() and a.replacement.strip() in p.replacement
-                 and (a.start == a.end or p.start == p.end)]
+        wider = [a for a in out if a.replacement.strip() and a.replacement.strip() in p.replacement]
         for a in wider:  # this sentence holds an inserted clause: the clause gives way to it
             out.remove(a)
             if a.start < a.end:

@@ -227,12 +227,15 @@ class TextPairMaker:
         """A missed finding takes the place of a wrong sentence that goes, as a radiologist corrects a
         report: fewer words change and the finding stands among the findings. Kept only if the
         re-extraction says exactly what the verified edits said."""
-        inserts = [e for e in accepted if e.start == e.end and e.editor == "insertion"]
-        holes = [e for e in accepted if e.start < e.end and not e.replacement
+        deduped = _dedupe_inserted(accepted)
+        inserts = [e for e in deduped if e.start == e.end and e.editor == "insertion"]
+        holes = [e for e in deduped if e.start < e.end and not e.replacement
                  and any(e.start <= s and t <= e.end for s, t in ctx.sentences)]
         if not inserts or not holes:
-            return accepted
-        moved = [e for e in accepted if e not in inserts and e not in holes]
+            if deduped == accepted:
+                return accepted
+            holes, inserts = [], []
+        moved = [e for e in deduped if e not in inserts and e not in holes]
         for k, hole in enumerate(holes):
             if k < len(inserts):
                 body = ctx.text[hole.start:hole.end]
@@ -352,12 +355,27 @@ def _drop_orphans(edits: list[SpanEdit], ctx: EditContext) -> list[SpanEdit]:
 def _repeats(text: str) -> bool:
     seen: dict[str, int] = {}
     for sent in re.split(r"(?<=[.!?])\s+", text):
+        sent = re.sub(r"^\s*(findings|impression)\s*:\s*", "", sent, flags=re.IGNORECASE)
         key = " ".join(sent.lower().split())
         if len(key.split()) >= 3:
             seen[key] = seen.get(key, 0) + 1
             if seen[key] >= 3:
                 return True
     return False
+
+
+def _dedupe_inserted(edits: list[SpanEdit]) -> list[SpanEdit]:
+    """A clause inserted in one place and the whole sentence holding it in another: the clause goes."""
+    texts = [e.replacement.strip().rstrip(" .") for e in edits]
+    out = []
+    for k, e in enumerate(edits):
+        t = texts[k]
+        if t and e.editor == "insertion" and any(j != k and t != u and t in u for j, u in enumerate(texts)):
+            if e.start < e.end:
+                out.append(SpanEdit(e.start, e.end, "", e.error_type, e.editor))
+            continue
+        out.append(e)
+    return out
 
 
 def _several_reports(text: str) -> bool:
