@@ -41,6 +41,26 @@ def drop_normal_word(ctx: EditContext, cue: tuple[int, int], error_type: str, na
     return None
 
 
+_ORGANS = {"lungs", "lung", "heart", "hemidiaphragm", "hemidiaphragms", "diaphragm", "diaphragms", "aorta"}
+
+
+def drop_modifier(ctx: EditContext, span: tuple[int, int], error_type: str, name: str) -> SpanEdit | None:
+    """A one-word finding that only qualifies an organ the sentence goes on to describe rightly:
+    "hyperexpanded lungs without focal airspace disease" -> "lungs without focal airspace disease",
+    "lungs are hyperexpanded without effusion" -> "lungs are without effusion"."""
+    toks = ctx.tokens
+    i, k = tok_range(ctx, *span)
+    if i < 0 or k != i + 1 or k >= len(toks):
+        return None
+    prev = toks[i - 1].lower if i > 0 else "."
+    nxt = toks[k].lower
+    if nxt in _ORGANS and prev in {".", ";", ":", "the", "both"} | _COPULA:
+        return SpanEdit(toks[i].start, toks[k].start, "", error_type, name)
+    if prev in _COPULA and nxt in {"without", "with"}:
+        return SpanEdit(toks[i].start, toks[k].start, "", error_type, name)
+    return None
+
+
 class DeleteFinding:
     name = "deletion"
     error_types = ("false_finding",)
@@ -48,7 +68,8 @@ class DeleteFinding:
     def propose(self, error: ClinicalError, ctx: EditContext) -> list[SpanEdit] | None:
         edits: list[SpanEdit] = []
         for f in error.findings:
-            ed = remove_statement(ctx, (f.start, f.end), error.error_type, self.name)
+            ed = remove_statement(ctx, (f.start, f.end), error.error_type, self.name) or \
+                drop_modifier(ctx, (f.start, f.end), error.error_type, self.name)
             if ed is None:
                 return None
             if f.phrase_span and not (ed.start <= f.phrase_span[0] and f.phrase_span[1] <= ed.end):

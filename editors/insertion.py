@@ -158,8 +158,9 @@ def summary_contradicted(ctx: EditContext, concept: str, fragment: str = "") -> 
     """The response's closing "no acute ..." sentence when the new finding makes it false; False when
     such a statement exists but is glued into another sentence ("bony thorax is unremarkable negative
     for acute cardiopulmonary abnormality"), so it cannot go alone."""
-    if concept not in ACUTE or _REF_NO_ACUTE.search(ctx.reference) or _CHRONIC.search(fragment):
-        return None
+    certain = any(f.concept == concept and f.certainty == "present" for f in ctx.ref_findings.findings)
+    if concept not in ACUTE or not certain or _REF_NO_ACUTE.search(ctx.reference) or _CHRONIC.search(fragment):
+        return None  # a hedged or chronic finding does not make "no acute ..." false
     for s, e in reversed(ctx.sentences):
         text = ctx.text[s:e]
         if _SUMMARY.match(text) and _GLOBAL.search(text) and not _LOCAL.search(text) \
