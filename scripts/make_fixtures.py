@@ -137,6 +137,120 @@ def vqa(shared: Path, out: Path) -> None:
     _source(src, dst, f"{len(keep)} questions (both languages) on {len(xray) + len(other)} images")
 
 
+MIMIC_NOTE = """# mimic_cxr: the MIMIC-CXR / MIMIC-CXR-JPG layout, filled with public IU X-ray texts
+
+Not MIMIC data (that is credentialed): the folder layout of MIMIC-CXR (`files/pXX/pXXXXXXXX/sXXXXXXXX.txt`)
+and MIMIC-CXR-JPG (`files/.../sXXXXXXXX/<dicom_id>.jpg`, `mimic-cxr-2.0.0-metadata.csv`,
+`mimic-cxr-2.0.0-split.csv`), written by `scripts/make_fixtures.py`, to test `build-pairs import mimic-cxr`.
+
+- Report texts: IU X-Ray / OpenI reports (indication, comparison, findings, impression reproduced
+  unmodified, laid out under MIMIC-style headings and wrapped at 70 characters), from
+  `../shared/data/iu_xray_openi_reports` (torchxrayvision `NLMCXR_reports.tgz`). License: CC BY-NC-ND 4.0.
+  The IU uid of each study is in `iu_uids.json`.
+- Images: the two NIH ChestX-ray14 images of torchxrayvision's tests, downscaled to 128 px, saved as JPEG.
+  NIH ChestX-ray14 terms (no restrictions on use; cite Wang et al. CVPR 2017, acknowledge the NIH Clinical Center).
+- Study s50000005 has neither FINDINGS nor IMPRESSION (the importer skips it), s50000004 only IMPRESSION.
+"""
+
+CHEXPERT_NOTE = """# chexpert_plus: a CheXpert Plus style CSV, filled with public IU X-ray texts
+
+Not CheXpert Plus data (research-use agreement): its CSV columns (`path_to_image`, `section_findings`,
+`section_impression`, `report`, `frontal_lateral`, `ap_pa`, `deid_patient_id`, `split`, ...), written by
+`scripts/make_fixtures.py`, to test `build-pairs import chexpert-plus`.
+
+- Texts: IU X-Ray / OpenI reports, sections unmodified (CC BY-NC-ND 4.0), from
+  `../shared/data/iu_xray_openi_reports`.
+- Images: NIH ChestX-ray14 (torchxrayvision test images) downscaled to 128 px, JPEG; NIH terms as above.
+- Row 4 has only the whole `report`; row 5 has no text at all (the importer skips it).
+"""
+
+
+def _wrap(text: str) -> str:
+    import textwrap
+
+    return "\n".join(" " + line for line in textwrap.wrap(text, 70))
+
+
+def _mimic_report(r: dict, findings: bool = True, impression: bool = True) -> str:
+    parts = ["                                 FINAL REPORT",
+             " EXAMINATION:  CHEST (PA AND LAT)", "",
+             f" INDICATION:  {r.get('indication') or '___'}", "",
+             f" COMPARISON:  {r.get('comparison') or 'None.'}", ""]
+    if findings and r.get("findings"):
+        parts += [" FINDINGS:", "", _wrap(r["findings"]), ""]
+    if impression and r.get("impression"):
+        parts += [" IMPRESSION:", "", _wrap(r["impression"]), ""]
+    return "\n".join(parts) + "\n"
+
+
+def layouts(shared: Path, fixtures: Path) -> None:
+    """tests/fixtures/mimic_cxr and tests/fixtures/chexpert_plus, from IU reports and NIH images."""
+    from PIL import Image
+
+    reports = [r for r in _jsonl(shared / "iu_xray_openi_reports" / "reports.jsonl")
+               if r.get("findings") and r.get("impression")][:9]
+    nih = shared / "nih_cxr14_txv_test_images" / "images"
+    thumbs = [Image.open(nih / n).convert("L").resize((128, 128)) for n in ("00000001_000.png", "00027426_000.png")]
+
+    root = fixtures / "mimic_cxr"
+    shutil.rmtree(root, ignore_errors=True)
+    studies = [("10000032", "50000001"), ("10000032", "50000002"), ("10000764", "50000003"),
+               ("11000011", "50000004"), ("11000011", "50000005")]
+    meta_rows, split_rows, uids = [], [], {}
+    for k, ((subject, study), r) in enumerate(zip(studies, reports, strict=False)):
+        folder = root / "files" / f"p{subject[:2]}" / f"p{subject}"
+        folder.mkdir(parents=True, exist_ok=True)
+        text = _mimic_report(r, findings=k < 3, impression=k < 4)
+        if k == 4:
+            text = "                                 FINAL REPORT\n WET READ: ___ 3:12 PM\n\n"
+        (folder / f"s{study}.txt").write_text(text, encoding="utf-8")
+        uids[f"s{study}"] = r["uid"]
+        split_rows.append({"dicom_id": "", "study_id": study, "subject_id": subject, "split": "train"})
+        if k < 3:  # JPGs for the first three studies: a PA and a lateral (the last only a lateral)
+            (folder / f"s{study}").mkdir()
+            for v, (view, img) in enumerate((("PA", thumbs[0]), ("LATERAL", thumbs[1]))):
+                if k == 2 and view == "PA":
+                    continue
+                dicom_id = f"{study[-2:]}{v}a1b2c3-d4e5f6a7-b8c9d0e1-f2a3b4c5-d6e7f8a9"
+                img.save(folder / f"s{study}" / f"{dicom_id}.jpg", quality=90)
+                meta_rows.append({"dicom_id": dicom_id, "subject_id": subject, "study_id": study,
+                                  "PerformedProcedureStepDescription": "CHEST (PA AND LAT)",
+                                  "ViewPosition": view, "Rows": 128, "Columns": 128})
+                split_rows[-1]["dicom_id"] = dicom_id
+    for name, rows in (("mimic-cxr-2.0.0-metadata.csv", meta_rows), ("mimic-cxr-2.0.0-split.csv", split_rows)):
+        with (root / name).open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    (root / "iu_uids.json").write_text(json.dumps(uids, indent=1) + "\n")
+    (root / "SOURCE.md").write_text(MIMIC_NOTE)
+
+    root = fixtures / "chexpert_plus"
+    shutil.rmtree(root, ignore_errors=True)
+    cols = ["path_to_image", "path_to_dcm", "frontal_lateral", "ap_pa", "deid_patient_id",
+            "patient_report_date_order", "report", "section_findings", "section_impression", "split", "iu_uid"]
+    rows = []
+    for k, r in enumerate(reports[4:9]):
+        image = f"train/patient0000{k + 1}/study1/view1_frontal.jpg"
+        (root / image).parent.mkdir(parents=True, exist_ok=True)
+        thumbs[k % 2].save(root / image, quality=90)
+        row = {"path_to_image": image, "path_to_dcm": image.replace(".jpg", ".dcm"), "frontal_lateral": "Frontal",
+               "ap_pa": "PA", "deid_patient_id": f"patient0000{k + 1}", "patient_report_date_order": 1,
+               "report": f"FINDINGS: {r['findings']} IMPRESSION: {r['impression']}",
+               "section_findings": r["findings"], "section_impression": r["impression"], "split": "train",
+               "iu_uid": r["uid"]}
+        if k == 3:
+            row["section_findings"] = row["section_impression"] = ""
+        if k == 4:
+            row["section_findings"] = row["section_impression"] = row["report"] = ""
+        rows.append(row)
+    with (root / "df_chexpert_plus_240401.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    (root / "SOURCE.md").write_text(CHEXPERT_NOTE)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
@@ -146,6 +260,7 @@ def main() -> None:
     nih(args.shared, args.out)
     geometry(args.shared, args.out)
     vqa(args.shared, args.out)
+    layouts(args.shared, args.out.parent)
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
     print(f"wrote {args.out} ({size / 1e6:.1f} MB)")
 
