@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from data_paths import SHARED as DATA  # noqa: E402 - the full shared data, else the committed excerpts
 from typer.testing import CliRunner
 
 import pipeline.manifest_reader as reader_mod
@@ -25,7 +26,6 @@ from pipeline.config import load_config
 from pipeline.importers import import_samples
 from pipeline.runner import run
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 IU_DIR = DATA / "iu_xray_model_generations"
 NIH_IMAGE = DATA / "nih_cxr14_txv_test_images" / "images" / "00000001_000.png"
 

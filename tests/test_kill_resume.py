@@ -22,7 +22,9 @@ from pipeline.runner import run
 from pipeline.writer import MERGE_PLAN, STATE_DIR
 
 REPO = Path(__file__).resolve().parents[1]
-IU_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray_model_generations"
+from data_paths import SHARED  # noqa: E402 - the full shared data, else the committed excerpts
+
+IU_DIR = SHARED / "iu_xray_model_generations"
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not IU_DIR.exists(), reason="../shared/data/iu_xray_model_generations is absent")]
