@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -49,8 +51,21 @@ def effective_workers(config: PipelineConfig, workers: int | None) -> int:
 _STATE: dict = {}
 
 
-def _init(config: PipelineConfig, manifest_dir: str) -> None:
+PARENT_POLL_SECONDS = 0.2
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose run process was killed (SIGKILL, OOM) exits too, instead of lingering as an orphan
+    that holds the run's stdout and stderr open (its siblings keep the task pipe open, so it never sees EOF)."""
+    while True:
+        time.sleep(PARENT_POLL_SECONDS)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def _init(config: PipelineConfig, manifest_dir: str, parent: int) -> None:
     _STATE["config"], _STATE["manifest_dir"] = config, Path(manifest_dir)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="medpref-parent-watch").start()
 
 
 def _work(batch: list[ManifestItem]) -> tuple[list[SampleResult], Counter, Counter]:
@@ -86,7 +101,7 @@ def process_in_pool(batches: Iterable[list[ManifestItem]], config: PipelineConfi
     sampler kept failing raises ``TransientSamplerError`` here, as it would in one process."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one Rust thread pool per worker is plenty
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_init,
-                               initargs=(config, str(manifest_dir)))
+                               initargs=(config, str(manifest_dir), os.getpid()))
     pending: deque[tuple[list[ManifestItem], Future]] = deque()
     try:
         it = iter(batches)

@@ -105,3 +105,43 @@ def test_load_dataset_reads_the_folder_with_the_cards_features(manifest, tmp_pat
     assert with_images and with_images[0]["images"][0].size[0] > 0  # decoded as PIL images
     rejects = datasets.load_dataset(str(out), "rejects")["train"]
     assert rejects.num_rows == summary.counts["rejects"] and "reason" in rejects.column_names
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(x) for x in path.read_text().split()] if path.exists() else []
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc to find the worker processes")
+def test_killing_the_run_takes_its_workers_down_and_resume_finishes(manifest, tmp_path):
+    import signal
+    import time
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("output:\n  shard_size: 5\n")
+    flag = tmp_path / "paused"
+    exe = [sys.executable, "-m", "pipeline.cli", "run", "--samples", str(manifest), "--out", str(tmp_path / "out"),
+           "--config", str(cfg), "--no-progress", "--workers", "2"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MEDPREF_PAUSE_AT": "chunk_committed:3",
+           "MEDPREF_PAUSE_FILE": str(flag)}
+    proc = subprocess.Popen(exe, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while not flag.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert flag.exists(), proc.stderr.read().decode()[-2000:]
+    workers = _children(proc.pid)
+    assert len([w for w in workers if Path(f"/proc/{w}").exists()]) >= 2
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)  # would hang while an orphaned worker held the pipes
+    deadline = time.time() + 10
+    while any(Path(f"/proc/{w}").exists() and "Z" not in Path(f"/proc/{w}/stat").read_text().split()[2]
+              for w in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    alive = [w for w in workers if Path(f"/proc/{w}").exists()
+             and Path(f"/proc/{w}/stat").read_text().split()[2] != "Z"]
+    assert not alive, f"worker processes outlived the run: {alive}"
+    env.pop("MEDPREF_PAUSE_AT")
+    done = subprocess.run([*exe, "--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    clean = run(manifest, tmp_path / "clean", load_config(cfg, {}), progress=False, workers=1)
+    assert _tables(tmp_path / "out") == _tables(tmp_path / "clean") and clean.counts["pairs"] > 0
