@@ -49,6 +49,9 @@ def iu(shared: Path, out: Path) -> set[str]:
     reports = _jsonl(shared / "iu_xray_openi_reports" / "reports.jsonl")
     kept = [r for r in reports if str(r["uid"]) in ids]
     kept += [r for r in reports if str(r["uid"]) not in ids][: max(0, 60 - len(kept))]
+    # a few with only an impression, and with neither section (the importer's two other cases)
+    kept += [r for r in reports if r not in kept and not r.get("findings") and r.get("impression")][:3]
+    kept += [r for r in reports if r not in kept and not r.get("findings") and not r.get("impression")][:2]
     dst = out / "iu_xray_openi_reports"
     _write_jsonl(dst / "reports.jsonl", kept)
     _source(shared / "iu_xray_openi_reports", dst, f"{len(kept)} of {len(reports)} reports")
@@ -72,7 +75,8 @@ def iu(shared: Path, out: Path) -> set[str]:
 
 def nih(shared: Path, out: Path) -> None:
     src = shared / "nih_cxr14_rexrank_model_reports"
-    rows = _jsonl(src / "model_reports.jsonl")[:3]
+    rows = [r for i, r in enumerate(_jsonl(src / "model_reports.jsonl"))
+            if i < 3 or r["image_index"] == "00000013_043.png"]  # test_corruptors names that one
     dst = out / src.name
     (dst / "images").mkdir(parents=True, exist_ok=True)
     for r in rows:
@@ -187,8 +191,8 @@ def layouts(shared: Path, fixtures: Path) -> None:
     """tests/fixtures/mimic_cxr and tests/fixtures/chexpert_plus, from IU reports and NIH images."""
     from PIL import Image
 
-    reports = [r for r in _jsonl(shared / "iu_xray_openi_reports" / "reports.jsonl")
-               if r.get("findings") and r.get("impression")][:9]
+    reports = [r for r in _jsonl(fixtures / "data" / "iu_xray_openi_reports" / "reports.jsonl")
+               if r.get("findings") and r.get("impression")][:9]  # from the excerpt: the tests can look them up
     nih = shared / "nih_cxr14_txv_test_images" / "images"
     thumbs = [Image.open(nih / n).convert("L").resize((128, 128)) for n in ("00000001_000.png", "00027426_000.png")]
 

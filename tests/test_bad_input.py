@@ -142,7 +142,8 @@ def test_every_bad_row_is_a_named_reject_and_the_good_rows_pair(bad_world, tmp_p
     assert any(p.endswith("manifest/images/00000001_000.png") for p in opened)  # the hook does see reads
     assert not [p for p in opened if str(root / "outside") in os.path.abspath(p)]
     assert snapshot(tmp_path, out) == before and list(cwd.iterdir()) == []
-    assert sorted(p.name for p in out.iterdir()) == sorted([*manifest["shards"], "rejects.parquet", "manifest.json"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*manifest["shards"], "rejects.parquet", "manifest.json",
+                                                           "README.md"])
 
     # each bad row: exactly its reason, naming its record (and line, when it was a parse failure)
     for line_no, (_, expected) in enumerate(rows, 1):
