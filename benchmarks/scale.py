@@ -1,5 +1,6 @@
-"""Scale figures: pairs/s and peak memory at 1k, 10k and 100k samples, and the speed-up of the
-partition (text) stage on 2 Dask workers over 1.
+"""Scale figures: pairs/s and peak memory at 1k, 10k and 100k samples (one worker), the speed-up of
+``build-pairs run --workers`` 1, 2 and N (the machine's cores) with identical tables, and the speed-up
+of the partition (text) stage on 2 Dask workers over 1.
 
 The manifests repeat the shared IU X-ray model generations (../shared/data/iu_xray_model_generations)
 under new sample ids; they are text-only. Each size runs as ``build-pairs run`` in a subprocess, and
@@ -12,7 +13,13 @@ flow's DaskTaskRunner calls). Each worker first loads its pair builder and runs 
 samples through it (a warm-up task), so both timings are the partitions alone, on warm caches. Other developers share the machine: the load average is printed with the
 figures, and a noisy measurement should be repeated.
 
+The ``--workers`` figure: 20x the shared IU generations (5,920 samples) built by ``build-pairs run
+--workers W`` in a child process; pairs/s over the run's own wall time (plan to ``manifest.json``,
+the worker start-up included), and every shard and ``rejects.parquet`` compared byte for byte with the
+1-worker output.
+
     .venv/bin/python benchmarks/scale.py [--sizes 1000,10000,100000] [--scaling-samples 6000] [--skip-scaling]
+    .venv/bin/python benchmarks/scale.py --skip-sizes --skip-scaling      # only the --workers figure
 """
 
 from __future__ import annotations
@@ -59,11 +66,12 @@ def build_pairs_command() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "pipeline.cli"]
 
 
-def measure_run(samples: Path, out: Path) -> dict:
+def measure_run(samples: Path, out: Path, workers: int = 1) -> dict:
     """``build-pairs run`` in a child process: its wall time, its own peak RSS, the manifest's figures."""
     start = time.perf_counter()
     proc = subprocess.Popen([*build_pairs_command(), "run", "--samples", str(samples), "--out", str(out),
-                             "--no-progress"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             "--no-progress", "--workers", str(workers)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     err = proc.stderr.read().decode() if proc.stderr else ""
@@ -76,7 +84,50 @@ def measure_run(samples: Path, out: Path) -> dict:
             "rejects": manifest["counts"]["rejects"], "shards": len(manifest["shards"]),
             "process_wall_s": wall, "run_wall_s": stats["wall_seconds"],
             "pairs_per_s": manifest["counts"]["pairs"] / stats["wall_seconds"],
-            "text_s": stats["stages"].get("text", {}).get("seconds", 0.0), "peak_rss_mb": rss}
+            "text_s": stats["stages"].get("text", {}).get("seconds", 0.0), "peak_rss_mb": rss,
+            "build_s": sum(p["wall_seconds"] for p in stats.get("partitions", []))}
+
+
+def table_bytes(out: Path) -> dict[str, bytes]:
+    """The output's tables (shards and rejects), by file name: what must not depend on the workers."""
+    return {p.name: p.read_bytes() for p in sorted(out.glob("*.parquet"))}
+
+
+def measure_workers(work: Path, n_samples: int, repeats: int) -> None:
+    """``build-pairs run --workers W`` for W = 1, 2 and the machine's cores: pairs/s and identical tables.
+
+    The runs are interleaved (1, 2, N, 1, 2, N, ...) ``repeats`` times and the best of each W is
+    compared, so a burst of load from other users of the machine hits every W alike."""
+    from pipeline.pool import machine_cores
+
+    samples = work / f"workers-{n_samples}.jsonl"
+    write_manifest(samples, n_samples)
+    counts = sorted({1, 2, machine_cores()})
+    runs: dict[int, list[dict]] = {w: [] for w in counts}
+    base_bytes: dict[str, bytes] | None = None
+    for rep in range(repeats):
+        for w in counts:
+            out = work / f"workers-{w}"
+            shutil.rmtree(out, ignore_errors=True)
+            r = measure_run(samples, out, workers=w)
+            tables = table_bytes(out)
+            base_bytes = tables if base_bytes is None else base_bytes
+            r["identical"] = tables == base_bytes
+            runs[w].append(r)
+            print(f"  run {rep + 1}/{repeats} --workers {w}: {r['pairs']:,} pairs in {r['run_wall_s']:.1f} s, "
+                  f"{r['pairs_per_s']:.1f} pairs/s (partition build {r['build_s']:.1f} s: "
+                  f"{r['pairs'] / r['build_s']:.1f} pairs/s), {len(tables)} tables "
+                  f"{'identical to' if r['identical'] else 'DIFFERENT from'} the first run's "
+                  f"(load average {load_avg()})", flush=True)
+            shutil.rmtree(out, ignore_errors=True)
+    best = {w: max(r["pairs_per_s"] for r in rs) for w, rs in runs.items()}
+    build = {w: max(r["pairs"] / r["build_s"] for r in rs) for w, rs in runs.items()}
+    for w in counts:
+        same = all(r["identical"] for r in runs[w])
+        print(f"--workers {w}: {n_samples:,} samples, best of {repeats} runs: {best[w]:.1f} pairs/s over the "
+              f"run's wall time ({best[w] / best[1]:.2f}x of 1 worker), {build[w]:.1f} pairs/s over the partition "
+              f"build without the set-up ({build[w] / build[1]:.2f}x); tables {'identical' if same else 'DIFFERENT'}"
+              + (" (target >= 1.7x)" if w == 2 else ""), flush=True)
 
 
 def _warm(plan_json: str, warm_path: str) -> int:
@@ -131,6 +182,9 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--skip-scaling", action="store_true")
     ap.add_argument("--skip-sizes", action="store_true")
+    ap.add_argument("--workers-samples", type=int, default=20 * 296, help="samples for the --workers figure")
+    ap.add_argument("--skip-workers", action="store_true")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved runs per worker count (best is kept)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep manifests and outputs here")
     args = ap.parse_args()
     if not IU.exists():
@@ -159,6 +213,8 @@ def main() -> None:
             if 10_000 in by_n and 100_000 in by_n:
                 ratio = by_n[100_000]["peak_rss_mb"] / by_n[10_000]["peak_rss_mb"]
                 print(f"peak memory 100k / 10k: {ratio:.3f}x (limit 1.3x): {'ok' if ratio <= 1.3 else 'TOO HIGH'}")
+        if not args.skip_workers:
+            measure_workers(work, args.workers_samples, args.repeats)
         if not args.skip_scaling:
             samples = work / f"scaling-{args.scaling_samples}.jsonl"
             write_manifest(samples, args.scaling_samples)

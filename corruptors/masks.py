@@ -4,8 +4,9 @@ Coordinates are pixels of the image; boxes are ``[x1, y1, x2, y2]`` and rasteris
 pixel range ``[floor(x1), ceil(x2))``. A box or polygon partly outside the image is clipped; one that
 is degenerate (zero area, ``x2 <= x1``, fewer than 3 points, non-finite numbers) or lies entirely
 outside the image raises ``LesionError`` (reject reason ``bad_lesion``), because a mask that silently
-misses the lesion would teach the model the wrong thing. The mask is grown by ``margin`` pixels so the
-lesion's edge is hidden too.
+misses the lesion would teach the model the wrong thing. The mask is grown by a margin so the lesion's
+edge is hidden too; the margin is a fraction of the image's shorter side (``scaled_margin``), because a
+fixed 16 px is 5% of a 300 px image and nothing on a 3,000 px DICOM.
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ def _finite(values: Sequence, what: str, where: str) -> list[float]:
     if not all(math.isfinite(v) for v in out):
         raise LesionError(f"{where}: {what} has non-finite values {out}")
     return out
+
+
+def scaled_margin(fraction: float, shape: tuple[int, int]) -> int:
+    """Pixels to grow a lesion by on an image of ``shape``: ``fraction`` of its shorter side, rounded."""
+    if not 0 <= fraction < 1:
+        raise ValueError(f"margin fraction must be in [0, 1), got {fraction}")
+    return int(round(fraction * min(shape[0], shape[1])))
 
 
 def _grow(box: Box, margin: int, w: int, h: int) -> Box:
@@ -104,15 +112,17 @@ def rasterise_polygon(
 
 
 def lesion_masks(
-    lesions: Sequence, shapes: Sequence[tuple[int, int]], margin: int
+    lesions: Sequence, shapes: Sequence[tuple[int, int]], margin: int | Sequence[int]
 ) -> tuple[list[np.ndarray | None], list[list[Box]]]:
     """Per image: the union mask of its lesions (None when it has none) and the regions drawn.
 
     ``lesions`` are ``schemas.sample.Lesion`` (or anything with ``box``, ``polygon``, ``image``); a
-    polygon is used when present (it is tighter), else the box.
+    polygon is used when present (it is tighter), else the box. ``margin``: pixels, one for all images
+    or one per image (``scaled_margin`` of each image's shape).
     """
-    if margin < 0:
-        raise ValueError(f"margin must be >= 0, got {margin}")
+    margins = [int(margin)] * len(shapes) if isinstance(margin, int | float) else [int(m) for m in margin]
+    if len(margins) != len(shapes) or any(m < 0 for m in margins):
+        raise ValueError(f"margin must be >= 0, one per image, got {margin}")
     masks: list[np.ndarray | None] = [None] * len(shapes)
     regions: list[list[Box]] = [[] for _ in shapes]
     for k, lesion in enumerate(lesions):
@@ -123,9 +133,9 @@ def lesion_masks(
             raise LesionError(f"{where}: image index {idx!r} but the sample has {len(shapes)} image(s)")
         polygon, box = getattr(lesion, "polygon", None), getattr(lesion, "box", None)
         if polygon is not None:
-            mask, region = rasterise_polygon(polygon, shapes[idx], margin, where)
+            mask, region = rasterise_polygon(polygon, shapes[idx], margins[idx], where)
         elif box is not None:
-            mask, region = rasterise_box(box, shapes[idx], margin, where)
+            mask, region = rasterise_box(box, shapes[idx], margins[idx], where)
         else:
             raise LesionError(f"{where}: has neither a box nor a polygon")
         masks[idx] = mask if masks[idx] is None else (masks[idx] | mask)

@@ -82,6 +82,8 @@ def run_cmd(
     partitions: Annotated[int, typer.Option("--partitions", min=1, help="Split the manifest by line index "
                                             "into N partitions, built one after another (the Prefect flow "
                                             "runs them in parallel); --resume needs the same N.")] = 1,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Local worker processes (default: "
+                                                "the machine's cores); the output is the same for any N.")] = None,
 ) -> None:
     """Build pair shards from a sample manifest (flags override the config file)."""
     _offline_env()
@@ -94,7 +96,7 @@ def run_cmd(
     from pipeline.runner import RunError, run
 
     try:
-        summary = run(samples, out, cfg, resume=resume, progress=progress, partitions=partitions)
+        summary = run(samples, out, cfg, resume=resume, progress=progress, partitions=partitions, workers=workers)
     except RunError as e:
         _fail(str(e))
     except OSError as e:  # anything the runner did not wrap: still one line, never a traceback

@@ -91,7 +91,7 @@ class ImageConfig(_Section):
     allow_absolute_paths: bool = True  # false: every image must lie inside the manifest's folder
     prompt_placeholders: bool = True  # pairs with images: the tokenizer's image token per image before the prompt
     method: str = "noise"
-    margin: int = Field(16, ge=0)
+    margin_fraction: float = Field(0.016, ge=0.0, lt=0.5)  # of the shorter side: 16 px at 1024 px
     sigma: float = Field(45.0, gt=0.0)
     fallback_sigma: float = Field(12.0, ge=0.0)
 

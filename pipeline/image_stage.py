@@ -3,11 +3,13 @@
 ``load_images`` turns the manifest's image paths into PNG bytes in the Hugging Face ``Image`` layout
 (``{bytes, path}``) plus the uint8 pixels; a missing, truncated or non-image file is a reject of that
 sample only (``ImageError`` with reason ``image_unreadable``), and a relative path that climbs out of
-the manifest's folder is refused before anything is read (``path_outside_manifest``).
+the manifest's folder, by ``..`` or through a symlink, is refused before anything is read
+(``path_outside_manifest``). DICOM files are decoded by ``pipeline.dicom`` (windowed to 8 bits).
 
 ``corrupt_images`` builds one lesion mask per image, by preference from
 
-1. ``annotation``: the sample's boxes and polygons, rasterised and grown by ``margin``;
+1. ``annotation``: the sample's boxes and polygons, rasterised and grown by ``margin_fraction`` of the
+   image's shorter side (16 px on a 1024 px image by default);
 2. ``report``: the anatomy of the findings (``locations``) mapped onto lung fields estimated from
    the image itself (patient right = image left on PA/AP);
 3. ``fallback``: the whole image, with mild noise (sigma ``fallback_sigma``, 12 as in FiRe-MPO)
@@ -30,8 +32,9 @@ from PIL import Image, ImageOps
 from corruptors import CorruptionContext, CorruptionRefused, get_corruptor
 from corruptors.anatomy import diseased_sides, location_boxes, validate_location
 from corruptors.lungs import estimate_lung_fields
-from corruptors.masks import LesionError, boxes_mask, lesion_masks
+from corruptors.masks import LesionError, boxes_mask, lesion_masks, scaled_margin
 from corruptors.png import encode_mask, encode_png
+from pipeline.dicom import DicomError, decode_dicom, looks_like_dicom
 from schemas.pair import Corruption, ImageRef
 from schemas.sample import Lesion
 
@@ -53,10 +56,11 @@ class ImageError(Exception):
 
 
 def _resolve(path: str, manifest_dir: Path, allow_absolute: bool) -> Path:
-    """The file a manifest path names; refuses (without touching the file) paths outside the folder.
+    """The file a manifest path names; refuses (without reading the file) paths outside the folder.
 
-    The check is lexical ('..' is collapsed, symlinks are not followed), so an images folder that is
-    a symlink inside the manifest's folder still works.
+    A relative path is checked twice: lexically ('..' collapsed), then with symlinks resolved, so a
+    link inside the folder that points outside it is refused like '../' (a manifest must not read
+    what its folder does not hold). Absolute paths are the way to name files elsewhere.
     """
     if not isinstance(path, str) or not path.strip() or "\x00" in path:
         raise ImageError("image_unreadable", f"image path {path!r} is empty or not a string")
@@ -71,6 +75,10 @@ def _resolve(path: str, manifest_dir: Path, allow_absolute: bool) -> Path:
     target = os.path.normpath(os.path.join(base, path))
     if os.path.commonpath([base, target]) != base:
         raise ImageError("path_outside_manifest", f"image {path!r} escapes the manifest folder {base}")
+    real_base, real = os.path.realpath(base), os.path.realpath(target)
+    if os.path.commonpath([real_base, real]) != real_base:
+        raise ImageError("path_outside_manifest", f"image {path!r} is a symlink to {real}, outside the manifest "
+                                                  f"folder {base} (give an absolute path instead)")
     return Path(target)
 
 
@@ -94,8 +102,12 @@ def _pixels(im: Image.Image) -> Image.Image:
     return rgb
 
 
-def load_image(path: str, manifest_dir: Path, *, allow_absolute: bool = True) -> tuple[ImageRef, np.ndarray]:
-    """One manifest image -> (ImageRef with PNG bytes, uint8 HxW or HxWx3 pixels)."""
+def load_image(path: str, manifest_dir: Path, *, allow_absolute: bool = True,
+               info: list[dict] | None = None) -> tuple[ImageRef, np.ndarray]:
+    """One manifest image -> (ImageRef with PNG bytes, uint8 HxW or HxWx3 pixels).
+
+    ``info``: when a list, gets one dict per image (empty for a plain image; for DICOM the
+    photometric interpretation, bits, window used and pixel spacing) for the pair's ``meta``."""
     target = _resolve(path, Path(manifest_dir), allow_absolute)
     try:
         size = target.stat().st_size
@@ -108,6 +120,16 @@ def load_image(path: str, manifest_dir: Path, *, allow_absolute: bool = True) ->
         raise ImageError(
             "image_unreadable", f"image {path!r} ({target}): {e.strerror or type(e).__name__}"
         ) from e
+    if looks_like_dicom(data, str(target)):
+        try:
+            arr, details = decode_dicom(data)
+        except DicomError as e:
+            raise ImageError("image_unreadable", f"image {path!r} ({target}): {e}") from e
+        if info is not None:
+            info.append(details)
+        return ImageRef(bytes=encode_png(arr, fast=False), path=path), arr
+    if info is not None:
+        info.append({})
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -141,7 +163,7 @@ def _has_rotation(im: Image.Image) -> bool:
 
 
 def load_images(
-    paths: list[str], manifest_dir: Path, *, allow_absolute: bool = True
+    paths: list[str], manifest_dir: Path, *, allow_absolute: bool = True, info: list[dict] | None = None
 ) -> list[tuple[ImageRef, np.ndarray]]:
     """All images of one sample, in order; the first unusable one raises ``ImageError``.
 
@@ -149,7 +171,7 @@ def load_images(
     an 8-bit gray or RGB PNG, else a PNG re-encoding (mode L for grayscale). Absolute paths are
     allowed by the manifest contract; pass ``allow_absolute=False`` to confine reads to the folder.
     """
-    return [load_image(p, manifest_dir, allow_absolute=allow_absolute) for p in paths]
+    return [load_image(p, manifest_dir, allow_absolute=allow_absolute, info=info) for p in paths]
 
 
 # ----------------------------------------------------------------------------------------- corrupting
@@ -189,7 +211,7 @@ def corrupt_images(
     locations: list[dict],
     *,
     method: str = "noise",
-    margin: int = 16,
+    margin_fraction: float = 0.016,
     seed: int,
     sigma: float = 45.0,
     fallback_sigma: float = 12.0,
@@ -208,8 +230,9 @@ def corrupt_images(
         return [], Corruption(method=None, mask_fraction=0.0, seed=seed, reason="no_image")
     _validate(images)
     shapes = [a.shape[:2] for a in images]
+    margins = [scaled_margin(margin_fraction, s) for s in shapes]
     try:
-        ann_masks, ann_regions = lesion_masks(lesions or [], shapes, margin)
+        ann_masks, ann_regions = lesion_masks(lesions or [], shapes, margins)
     except LesionError as e:
         raise ImageError(e.reason, e.detail) from e
     for loc in locations or []:  # fail on bad anatomy before any work, not halfway through
@@ -234,7 +257,7 @@ def corrupt_images(
         elif locations:
             lungs = estimate_lung_fields(img)
             raw = [b for loc in locations for b in location_boxes(loc, lungs)]
-            mask, boxes = boxes_mask(raw, shapes[i], margin)
+            mask, boxes = boxes_mask(raw, shapes[i], margins[i])
             source = "report" if mask.any() else "fallback"
         else:
             source = "fallback"

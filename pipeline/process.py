@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from corruptors import seed_for
-from corruptors.masks import LesionError, lesion_masks
+from corruptors.masks import LesionError, lesion_masks, scaled_margin
 from pipeline.config import PipelineConfig
 from pipeline.image_stage import ImageError, corrupt_images, load_images
 from pipeline.text_pairs import TextPairError, TextPairMaker
@@ -98,11 +98,12 @@ class PairBuilder:
             return [], [RejectRecord(sample.sample_id, "sample", "no_responses", detail, -1)]
         images = None
         image_failure: _Reject | None = None
+        image_info: list[dict] = []
         if sample.images:
             try:
                 with self._timed("image_load"):
                     images = load_images(list(sample.images), self.manifest_dir,
-                                         allow_absolute=self.config.image.allow_absolute_paths)
+                                         allow_absolute=self.config.image.allow_absolute_paths, info=image_info)
             except ImageError as e:
                 image_failure = _Reject("image", e.reason, e.detail)
             except Exception as e:  # noqa: BLE001 - one sample must never take the run down
@@ -116,7 +117,7 @@ class PairBuilder:
             try:
                 if image_failure is not None:
                     raise image_failure
-                pairs.append(self._pair(sample, index, response, images, sampled, provenance))
+                pairs.append(self._pair(sample, index, response, images, sampled, provenance, image_info))
             except _Reject as r:
                 rejects.append(RejectRecord(sample.sample_id, r.stage, r.reason, clean_detail(r.detail), index))
             except Exception as e:  # noqa: BLE001
@@ -129,13 +130,15 @@ class PairBuilder:
         corruption stage would reject each response later anyway, after the expensive part)."""
         with self._timed("lesions"):
             try:
-                lesion_masks(list(sample.lesions), [pixels.shape[:2] for _, pixels in images], self.config.image.margin)
+                shapes = [pixels.shape[:2] for _, pixels in images]
+                lesion_masks(list(sample.lesions), shapes,
+                             [scaled_margin(self.config.image.margin_fraction, s) for s in shapes])
             except LesionError as e:
                 return _Reject("image", e.reason, str(e))
         return None
 
     def _pair(self, sample: Sample, index: int, response: str, images, sampled: bool,
-              provenance: dict | None = None) -> PairRecord:
+              provenance: dict | None = None, image_info: list[dict] | None = None) -> PairRecord:
         cfg = self.config
         if not response.strip():
             raise _Reject("text", "empty_response", "the response is empty or only whitespace")
@@ -176,6 +179,8 @@ class PairBuilder:
         }
         if provenance is not None:
             meta["sampler_provenance"] = provenance
+        if image_info and any(image_info):  # DICOM: window used, photometric, pixel spacing (mm) per image
+            meta["image_info"] = image_info
         return PairRecord(
             pair_id=pair_id,
             sample_id=sample.sample_id,
@@ -221,7 +226,7 @@ class PairBuilder:
         try:
             corrupted, corruption = corrupt_images(
                 [pixels for _, pixels in images], list(sample.lesions), list(locations or []),
-                method=img.method, margin=img.margin,
+                method=img.method, margin_fraction=img.margin_fraction,
                 seed=seed, sigma=img.sigma, fallback_sigma=img.fallback_sigma)
         except ImageError as e:
             raise _Reject("image", e.reason, e.detail) from e

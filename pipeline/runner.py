@@ -34,7 +34,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.config import PipelineConfig
+from pipeline.dataset_card import CARD, write_card
 from pipeline.manifest_reader import ManifestError, ManifestItem, ManifestScan, read_manifest, scan_manifest
+from pipeline.pool import WorkerDied, effective_workers, process_in_pool
 from pipeline.process import PairBuilder, one_line
 from pipeline.samplers import Sampler, SamplerError, TransientSamplerError, get_sampler
 from pipeline.samplers.provenance import provenance_of
@@ -332,11 +334,26 @@ def peak_rss_mb() -> float:
     return round(rss / (1 << 20) if sys.platform == "darwin" else rss / 1024, 1)
 
 
-def build_partition(plan: RunPlan, rank: int, progress: Callable[[int], None] | None = None) -> PartitionResult:
+def _timed_batches(items: Iterable[ManifestItem], n: int, seconds: Counter, counts: Counter) -> Iterator[list]:
+    """``batched(items, n)``, adding the time spent reading and parsing the manifest to ``seconds``."""
+    it = batched(items, n)
+    while True:
+        t = time.perf_counter()
+        batch = next(it, None)
+        seconds["parse"] += time.perf_counter() - t
+        if batch is None:
+            return
+        counts["parse"] += len(batch)
+        yield batch
+
+
+def build_partition(plan: RunPlan, rank: int, progress: Callable[[int], None] | None = None,
+                    workers: int = 1) -> PartitionResult:
     """Build the pairs of partition ``rank`` into its own folder; a finished partition returns at once.
 
     Resumes after the partition's last committed chunk, so a retried or re-run task neither loses
-    nor repeats a row. ``progress`` gets the number of manifest lines handled per batch."""
+    nor repeats a row. ``progress`` gets the number of manifest lines handled per batch. ``workers`` > 1
+    processes the batches in a local process pool (``pipeline.pool``); the rows written are the same."""
     if not 0 <= rank < plan.world_size:
         raise RunError(f"rank {rank} is outside 0..{plan.world_size - 1}")
     start = time.perf_counter()
@@ -354,15 +371,19 @@ def build_partition(plan: RunPlan, rank: int, progress: Callable[[int], None] | 
     builder = shared_builder(cfg, manifest_dir)
     ctx = PartitionContext(cfg, builder, shared_sampler(cfg, manifest_dir), Counter(), Counter())
     items = read_manifest(plan.samples_path, rank, plan.world_size, plan.duplicates, start_after=writer.last_line)
-    try:
-        t = time.perf_counter()
-        for batch in batched(items, cfg.sampler.batch_size):
-            ctx.seconds["parse"] += time.perf_counter() - t
-            ctx.items["parse"] += len(batch)
+    def in_process(batches: Iterable[list]) -> Iterator[tuple[list, list[SampleResult], Counter, Counter]]:
+        for batch in batches:
             before_s, before_n = Counter(builder.seconds), Counter(builder.counts)
             results = _process_with_retries(ctx, batch)
-            ctx.seconds.update(Counter(builder.seconds) - before_s)
-            ctx.items.update(Counter(builder.counts) - before_n)
+            yield batch, results, Counter(builder.seconds) - before_s, Counter(builder.counts) - before_n
+
+    try:
+        batches = _timed_batches(items, cfg.sampler.batch_size, ctx.seconds, ctx.items)
+        stream = (process_in_pool(batches, cfg, manifest_dir, workers) if workers > 1 and ctx.sampler is None
+                  else in_process(batches))
+        for batch, results, seconds, counts in stream:
+            ctx.seconds.update(seconds)
+            ctx.items.update(counts)
             writer.note(ctx.seconds, ctx.items)
             ctx.seconds.clear()
             ctx.items.clear()
@@ -370,13 +391,14 @@ def build_partition(plan: RunPlan, rank: int, progress: Callable[[int], None] | 
                 writer.add(r)
             if progress is not None:
                 progress(len(batch))
-            t = time.perf_counter()
         done = writer.close({"tokenizer": builder.tokenizer_name,
                              "wall_seconds": round(time.perf_counter() - start, 3),
                              "peak_rss_mb": peak_rss_mb(), "worker": f"{socket.gethostname()}:{os.getpid()}"})
     except ManifestError as e:
         raise RunError(str(e)) from e
     except OutputError as e:
+        raise RunError(str(e)) from e
+    except WorkerDied as e:
         raise RunError(str(e)) from e
     except TRANSIENT_OS_ERRORS:
         raise  # left as they are, so a retry policy recognises them
@@ -423,7 +445,10 @@ def merge_run(plan: RunPlan) -> RunSummary:
     """Merge the finished partitions into the output folder and write ``manifest.json`` last."""
     out = Path(plan.out_dir)
     if plan.complete or (out / MANIFEST).exists():
-        return summary_from_manifest(out, json.loads((out / MANIFEST).read_text(encoding="utf-8")))
+        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        if not (out / CARD).exists():  # killed between manifest.json and the card: finish it
+            _write_card(out, manifest)
+        return summary_from_manifest(out, manifest)
     start = time.perf_counter()
     results = []
     for rank in range(plan.world_size):
@@ -450,7 +475,16 @@ def merge_run(plan: RunPlan) -> RunSummary:
         raise RunError(str(e)) from e
     except OSError as e:
         raise _write_error(out, e) from e
+    _write_card(out, manifest)
     return summary_from_manifest(out, manifest)
+
+
+def _write_card(out: Path, manifest: dict) -> None:
+    """The dataset card (``pipeline.dataset_card``), after ``manifest.json``."""
+    try:
+        write_card(out, manifest)
+    except OSError as e:
+        raise _write_error(out, e) from e
 
 
 def summary_from_manifest(out_dir: Path, manifest: dict) -> RunSummary:
@@ -491,11 +525,16 @@ def run_markdown(manifest: dict) -> str:
 
 # -- the whole run, in this process -----------------------------------------------------------------
 def run(samples_path: str | Path, out_dir: str | Path, config: PipelineConfig, resume: bool = False,
-        progress: bool | None = None, partitions: int = 1) -> RunSummary:
-    """Build the pairs of one manifest into ``out_dir``, partitions one after another in this process.
+        progress: bool | None = None, partitions: int = 1, workers: int | None = 1) -> RunSummary:
+    """Build the pairs of one manifest into ``out_dir``, partitions one after another, each over
+    ``workers`` local processes (None: the machine's cores; the output does not depend on it).
     ``progress``: None shows a bar on a terminal. Raises ``RunError`` when it cannot run at all."""
     from tqdm import tqdm
 
+    try:
+        workers = effective_workers(config, workers)
+    except ValueError as e:
+        raise RunError(str(e)) from e
     plan = plan_run(samples_path, out_dir, config, resume, partitions)
     if plan.complete:
         return merge_run(plan)
@@ -503,7 +542,7 @@ def run(samples_path: str | Path, out_dir: str | Path, config: PipelineConfig, r
     with tqdm(total=plan.items, unit="line", desc="build-pairs", disable=disable, file=sys.stderr) as bar:
         for rank in range(plan.world_size):
             try:
-                build_partition(plan, rank, progress=bar.update)
+                build_partition(plan, rank, progress=bar.update, workers=workers)
             except TransientSamplerError as e:
                 raise RunError(f"sampler kept failing ({one_line(e)}); rerun with --resume") from e
     return merge_run(plan)

@@ -48,6 +48,7 @@ RUN_FILE = "run.json"
 MERGE_PLAN = "merge.json"
 DONE_FILE = "done.json"
 REJECT_FLUSH_ROWS = 10_000  # a chunk also closes on this many buffered reject rows (bounded memory)
+EDIT_RATIO_ATTR = "_edit_ratio"  # not a column: the writer's rows take only PAIR_SCHEMA's fields
 _SUMMARY_DIGITS = 4  # the median edit ratio is taken over ratios rounded to this many digits
 
 
@@ -67,8 +68,10 @@ class SampleResult:
 
 
 def edit_ratio(pair: PairRecord) -> float:
-    """Word-level edit distance over the longer side (0 = identical, 1 = rewritten), as `eval` reports it."""
-    return word_edit_ratio(pair.rejected, pair.chosen)
+    """Word-level edit distance over the longer side (0 = identical, 1 = rewritten), as `eval` reports it.
+    A pair built in a worker process carries it already (``pipeline.pool``: off the writer's process)."""
+    known = pair.__dict__.get(EDIT_RATIO_ATTR)
+    return known if known is not None else word_edit_ratio(pair.rejected, pair.chosen)
 
 
 def pair_row(pair: PairRecord) -> dict:

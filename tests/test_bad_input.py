@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from data_paths import SHARED as DATA  # noqa: E402 - the full shared data, else the committed excerpts
 from typer.testing import CliRunner
 
 import pipeline.manifest_reader as reader_mod
@@ -25,7 +26,6 @@ from pipeline.config import load_config
 from pipeline.importers import import_samples
 from pipeline.runner import run
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 IU_DIR = DATA / "iu_xray_model_generations"
 NIH_IMAGE = DATA / "nih_cxr14_txv_test_images" / "images" / "00000001_000.png"
 
@@ -143,7 +143,8 @@ def test_every_bad_row_is_a_named_reject_and_the_good_rows_pair(bad_world, tmp_p
     assert any(p.endswith("manifest/images/00000001_000.png") for p in opened)  # the hook does see reads
     assert not [p for p in opened if str(root / "outside") in os.path.abspath(p)]
     assert snapshot(tmp_path, out) == before and list(cwd.iterdir()) == []
-    assert sorted(p.name for p in out.iterdir()) == sorted([*manifest["shards"], "rejects.parquet", "manifest.json"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*manifest["shards"], "rejects.parquet", "manifest.json",
+                                                           "README.md"])
 
     # each bad row: exactly its reason, naming its record (and line, when it was a parse failure)
     for line_no, (_, expected) in enumerate(rows, 1):

@@ -16,7 +16,7 @@ from pipeline.cli import app, run_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "medpref_data" / "sample" / "samples.jsonl"
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from data_paths import SHARED as DATA  # noqa: E402 - the full shared data, else the committed excerpts
 
 cli = CliRunner()
 

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from data_paths import SHARED as DATA  # noqa: E402 - the full shared data, else the committed excerpts
 from PIL import Image
 
 from corruptors import (
@@ -29,7 +30,6 @@ from corruptors.png import decode_png, encode_mask, encode_png
 from schemas.pair import Corruption, ImageRef, PairRecord, pairs_table
 from schemas.sample import Lesion
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TBX = DATA / "tbx11k_samples"
 NIH_DIRS = [
     DATA / "nih_cxr14_rexrank_model_reports" / "images",

@@ -15,7 +15,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "medpref_data" / "sample" / "samples.jsonl"
-IU_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray_model_generations"
+from data_paths import SHARED  # noqa: E402 - the full shared data, else the committed excerpts
+
+IU_DIR = SHARED / "iu_xray_model_generations"
 
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from data_paths import SHARED as DATA  # noqa: E402 - the full shared data, else the committed excerpts
 from PIL import Image
 
 from corruptors import seed_for
@@ -19,7 +20,6 @@ from pipeline.image_stage import ImageError, corrupt_images, load_images
 from schemas.pair import CORRUPTION_TYPE, IMAGE_TYPE
 from schemas.sample import Lesion
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TBX = DATA / "tbx11k_samples"
 NIH_DIRS = [DATA / "nih_cxr14_rexrank_model_reports", DATA / "nih_cxr14_txv_test_images"]
 VQA = DATA / "vqa_rad"
@@ -124,10 +124,22 @@ def test_paths_escaping_the_manifest_folder_are_refused_unread(tmp_path):
     assert err.value.reason == "path_outside_manifest"
 
 
-def test_a_symlinked_images_folder_inside_the_manifest_folder_works(tmp_path):
-    os.symlink(_need(NIH_DIRS[1]) / "images", tmp_path / "images")
-    [(ref, arr)] = load_images(["images/00027426_000.png"], tmp_path)
-    assert arr.shape == (512, 512) and ref.path == "images/00027426_000.png"
+def test_a_symlink_out_of_the_manifest_folder_is_refused_like_dotdot(tmp_path):
+    manifest_dir = tmp_path / "manifest"
+    (manifest_dir / "data").mkdir(parents=True)
+    os.symlink(_need(NIH_DIRS[1]) / "images", manifest_dir / "images")  # a folder link pointing outside
+    os.symlink(NIH_DIRS[1] / "images" / "00027426_000.png", manifest_dir / "x.png")  # a file link
+    for path in ("images/00027426_000.png", "x.png"):
+        with pytest.raises(ImageError) as err:
+            load_images([path], manifest_dir)
+        assert err.value.reason == "path_outside_manifest" and path in err.value.detail
+    # a link that stays inside the folder is fine, and so is the absolute path of the real file
+    (manifest_dir / "data" / "a.png").write_bytes((NIH_DIRS[1] / "images" / "00027426_000.png").read_bytes())
+    os.symlink("data", manifest_dir / "alias")
+    [(ref, arr)] = load_images(["alias/a.png"], manifest_dir)
+    assert arr.shape == (512, 512) and ref.path == "alias/a.png"
+    real = str(NIH_DIRS[1] / "images" / "00027426_000.png")
+    assert load_images([real], manifest_dir)[0][1].shape == (512, 512)
 
 
 # ------------------------------------------------------------------------------------------ corrupting
@@ -141,7 +153,8 @@ def test_annotation_mask_noise_on_the_tb_lesion(tbx):
     out, mask, outside = _outside_changed(clean, refs[0], c.masks[0])
     assert outside == 0
     x1, y1, x2, y2 = lesion.box
-    assert c.regions == [[int(x1) - 16, int(y1) - 16, int(np.ceil(x2)) + 16, int(np.ceil(y2)) + 16]]
+    m = 8  # the default margin, 1.6% of the 512 px side
+    assert c.regions == [[int(x1) - m, int(y1) - m, int(np.ceil(x2)) + m, int(np.ceil(y2)) + m]]
     assert c.mask_fraction == pytest.approx(mask.mean())
     w, h = x2 - x1, y2 - y1
     core = slice(int(y1 + h / 4), int(y2 - h / 4)), slice(int(x1 + w / 4), int(x2 - w / 4))

@@ -22,7 +22,9 @@ from pipeline.runner import run
 from pipeline.writer import MERGE_PLAN, STATE_DIR
 
 REPO = Path(__file__).resolve().parents[1]
-IU_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray_model_generations"
+from data_paths import SHARED  # noqa: E402 - the full shared data, else the committed excerpts
+
+IU_DIR = SHARED / "iu_xray_model_generations"
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not IU_DIR.exists(), reason="../shared/data/iu_xray_model_generations is absent")]
@@ -129,4 +131,6 @@ def test_sigkill_at_every_stage_then_resume_gives_identical_tables(tmp_path, man
     assert {r["reason"] for r in r_out} >= {"invalid_json", "empty_response", "duplicate_sample_id"}
     for name in ["rejects.parquet", *m_out["shards"]]:
         assert (out / name).read_bytes() == (clean / name).read_bytes(), name
-    assert sorted(p.name for p in out.iterdir()) == sorted([*m_out["shards"], "rejects.parquet", "manifest.json"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*m_out["shards"], "rejects.parquet", "manifest.json",
+                                                           "README.md"])
+    assert (out / "README.md").read_bytes() == (clean / "README.md").read_bytes()  # the dataset card

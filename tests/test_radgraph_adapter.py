@@ -17,6 +17,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
+from data_paths import SHARED  # noqa: E402 - the full shared data, else the committed excerpts
+
 from pipeline.extract.radgraph_adapter import (  # noqa: E402
     MODEL_TYPES,
     RadGraphExtractor,
@@ -27,7 +29,6 @@ from pipeline.extract.radgraph_adapter import (  # noqa: E402
 )
 from schemas.extraction import Extraction, Relation  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 README_EXAMPLES = SHARED / "radgraph_readme_examples" / "examples.json"
 REPORTS = SHARED / "iu_xray_openi_reports" / "reports.jsonl"
 

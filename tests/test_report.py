@@ -45,7 +45,8 @@ needs_chromium = pytest.mark.skipif(
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-extensions", "--mute-audio", "--hide-scrollbars", "--remote-debugging-port=0"]
-DATA = Path(os.environ.get("MEDPREF_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+from data_paths import SHARED as DATA  # noqa: E402 - the full shared data, else the committed excerpts
+
 PAYLOAD = ('<script>document.title="pwned"</script><img src=x onerror="document.body.dataset.pwned=1">'
            '</script><!-- & "quoted" \u2028')
 

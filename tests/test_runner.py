@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from data_paths import SHARED as DATA  # noqa: E402 - the full shared data, else the committed excerpts
 
 import pipeline.process as process_mod
 import pipeline.runner as runner_mod
@@ -20,7 +21,6 @@ from pipeline.importers import import_samples
 from pipeline.runner import RunError, run
 from pipeline.samplers import register_sampler
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 IU_DIR = DATA / "iu_xray_model_generations"
 NIH_IMAGE = DATA / "nih_cxr14_txv_test_images" / "images" / "00000001_000.png"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,11 +10,11 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from data_paths import SHARED as DATA  # noqa: E402 - the full shared data, else the committed excerpts
 from transformers import AutoModelForImageTextToText, AutoProcessor  # noqa: E402
 
 from pipeline.tiny_model import IMAGE_TOKENS, TOKENIZER_DIR, build_tiny_model, load_project_tokenizer  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 XRAY = DATA / "nih_cxr14_txv_test_images" / "images" / "00000001_000.png"
 IU = DATA / "iu_xray_model_generations" / "generations.jsonl"
 

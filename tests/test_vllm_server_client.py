@@ -10,12 +10,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from data_paths import SHARED as DATA  # noqa: E402 - the full shared data, else the committed excerpts
 
 from pipeline.config import SamplerConfig  # noqa: E402
 from pipeline.importers import import_samples  # noqa: E402
@@ -26,7 +27,6 @@ from pipeline.samplers.vllm_server import VLLMServerSampler  # noqa: E402
 from pipeline.tiny_model import build_tiny_model  # noqa: E402
 from schemas.sample import Sample, parse_sample  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 VQA_RAD = DATA / "vqa_rad" / "qa.jsonl"
 pytestmark = pytest.mark.skipif(not VQA_RAD.is_file(), reason=f"shared VQA-RAD not found at {VQA_RAD}")
 SERVED = "tiny-policy"

@@ -27,7 +27,8 @@ from pipeline.writer import (
 from schemas.pair import PAIR_SCHEMA, REJECT_SCHEMA, Corruption, Edit, ImageRef, PairRecord, RejectRecord
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from data_paths import SHARED as DATA  # noqa: E402 - the full shared data, else the committed excerpts
+
 IU = DATA / "iu_xray_model_generations" / "generations.jsonl"
 NIH_IMAGE = DATA / "nih_cxr14_txv_test_images" / "images" / "00000001_000.png"
 

@@ -17,6 +17,7 @@ import difflib
 import hashlib
 import io
 import json
+import os
 import re
 from pathlib import Path
 
@@ -26,7 +27,16 @@ from PIL import Image
 from pipeline.token_masks import token_masks
 from schemas.pair import Corruption, Edit, ImageRef, PairRecord, pairs_table
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+def _shared_data() -> Path:
+    """``MEDPREF_SHARED_DATA`` or ``../shared/data``; on a clone without either, the committed excerpts
+    in ``tests/fixtures/data`` (same layout), so the trainer's tests and benchmark still have real data."""
+    full = Path(os.environ.get("MEDPREF_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    fixtures = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "data"
+    return full if full.is_dir() or not fixtures.is_dir() else fixtures
+
+
+SHARED_DATA = _shared_data()
 
 
 def _words(text: str) -> list[tuple[str, int, int]]:

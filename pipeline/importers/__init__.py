@@ -21,6 +21,7 @@ from schemas.sample import SampleError, parse_sample
 from .common import ImagePaths
 from .detection import import_chestx_det, import_coco
 from .iu import import_iu_generations, import_openi, import_r2gen, import_rexrank
+from .mimic import import_chexpert_plus, import_mimic_cxr
 from .nih import import_nih_bbox, import_nih_reports
 from .vqa import import_slake, import_vqa_rad
 
@@ -44,6 +45,8 @@ FORMATS: dict[str, Importer] = {
     "coco": import_coco,
     "chestx-det": import_chestx_det,
     "nih-bbox": import_nih_bbox,
+    "mimic-cxr": import_mimic_cxr,
+    "chexpert-plus": import_chexpert_plus,
 }
 
 

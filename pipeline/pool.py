@@ -1,0 +1,124 @@
+"""All cores of one machine: a partition's batches processed in a local pool of worker processes.
+
+Why this shape: the output must be the same, byte for byte, whatever the number of workers. So the
+partition layout, the reading of the manifest and the writer stay in the run's own process, exactly
+as with one worker; only ``process_items`` (the NLP, the edits, the images: nearly all the time) runs
+in the workers, and its results come back *in manifest order*, so the writer sees the very same
+sequence of rows and closes the same chunks. At most ``2 x workers`` batches are in flight, so memory
+stays bounded on a manifest of any size. Dask and the Prefect flow remain the way past one machine.
+
+Each worker builds (or, forked, inherits) its own ``PairBuilder`` once. A sampler other than
+``replay`` loads a model or holds a connection, so its runs keep one process (``effective_workers``).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from pipeline.config import PipelineConfig
+from pipeline.manifest_reader import ManifestItem
+from pipeline.metrics import word_edit_ratio
+from pipeline.writer import EDIT_RATIO_ATTR, SampleResult
+
+Processed = tuple[list[ManifestItem], list[SampleResult], Counter, Counter]
+
+
+def machine_cores() -> int:
+    """The cores this process may run on (its CPU affinity on Linux), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def effective_workers(config: PipelineConfig, workers: int | None) -> int:
+    """``workers`` (None: the machine's cores), or 1 when the sampler cannot be shared across processes."""
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    n = machine_cores() if workers is None else workers
+    return n if config.sampler.name == "replay" else 1
+
+
+# -- in the worker processes ------------------------------------------------------------------------
+_STATE: dict = {}
+
+
+PARENT_POLL_SECONDS = 0.2
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose run process was killed (SIGKILL, OOM) exits too, instead of lingering as an orphan
+    that holds the run's stdout and stderr open (its siblings keep the task pipe open, so it never sees EOF)."""
+    while True:
+        time.sleep(PARENT_POLL_SECONDS)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def _init(config: PipelineConfig, manifest_dir: str, parent: int) -> None:
+    _STATE["config"], _STATE["manifest_dir"] = config, Path(manifest_dir)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="medpref-parent-watch").start()
+
+
+def _work(batch: list[ManifestItem]) -> tuple[list[SampleResult], Counter, Counter]:
+    from pipeline.runner import PartitionContext, _process_with_retries, shared_builder
+
+    cfg = _STATE["config"]
+    builder = shared_builder(cfg, _STATE["manifest_dir"])
+    ctx = PartitionContext(cfg, builder, None, Counter(), Counter())
+    before_s, before_n = Counter(builder.seconds), Counter(builder.counts)
+    results = _process_with_retries(ctx, batch)
+    for r in results:  # the run's summary needs each pair's edit ratio: computed here, in parallel
+        for pair in r.pairs:
+            pair.__dict__[EDIT_RATIO_ATTR] = word_edit_ratio(pair.rejected, pair.chosen)
+    ctx.seconds.update(Counter(builder.seconds) - before_s)
+    ctx.items.update(Counter(builder.counts) - before_n)
+    return results, ctx.seconds, ctx.items
+
+
+def _context():
+    """fork where there is one (the parent's loaded tokenizer and lexicon come for free), else spawn."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+# -- in the run's process ---------------------------------------------------------------------------
+class WorkerDied(RuntimeError):
+    """A worker process was killed (out of memory, a signal); nothing it held was written."""
+
+
+def process_in_pool(batches: Iterable[list[ManifestItem]], config: PipelineConfig, manifest_dir: Path,
+                    workers: int) -> Iterator[Processed]:
+    """(batch, its results, seconds, items) for every batch, in the order of ``batches``. A batch whose
+    sampler kept failing raises ``TransientSamplerError`` here, as it would in one process."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one Rust thread pool per worker is plenty
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_init,
+                               initargs=(config, str(manifest_dir), os.getpid()))
+    pending: deque[tuple[list[ManifestItem], Future]] = deque()
+    try:
+        it = iter(batches)
+        exhausted = False
+        while pending or not exhausted:
+            while not exhausted and len(pending) < 2 * workers:
+                batch = next(it, None)
+                if batch is None:
+                    exhausted = True
+                    break
+                pending.append((batch, pool.submit(_work, batch)))
+            if pending:
+                batch, future = pending.popleft()
+                try:
+                    results, seconds, items = future.result()
+                except BrokenProcessPool as e:
+                    raise WorkerDied(f"a worker process died ({e}); rerun with --resume") from e
+                yield batch, results, seconds, items
+    finally:  # an error in the writer (or a kill) must not leave queued batches running
+        pool.shutdown(wait=True, cancel_futures=True)
