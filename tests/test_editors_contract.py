@@ -16,6 +16,7 @@ from pipeline.text_pairs import TextPairMaker
 _EXTRA = [
     ("there is a large right pleural effusion . no pneumothorax .", "Small right pleural effusion. No pneumothorax."),
     ("mild cardiomegaly . the lungs are clear .", "Moderate cardiomegaly. Lungs are clear."),
+    ("there is a small left pleural effusion . no pneumothorax .", "Small right pleural effusion. No pneumothorax."),
 ]
 
 

@@ -63,7 +63,7 @@ def test_fluency_checker_passes_what_radiologists_and_models_wrote(iu_generation
     sents = [t[s:e] for r in iu_generations for t in (r["generated_report"], r["reference_report"])
              for s, e in split_sentences(t) if t[s:e].strip(" .")]
     flagged = [s for s in sents if sentence_problems(s)]
-    assert len(sents) > 3000
+    assert len(sents) > 10 * len(iu_generations)
     assert len(flagged) / len(sents) < 0.01, flagged[:10]
 
 
@@ -104,7 +104,7 @@ def test_inserted_findings_are_whole_reference_sentences(pairs):
                     assert body in ref, (row["id"], e.after)
                     assert not re.search(r"(^|\s)(mm|cm)\b", e.after[s:t]) or re.search(r"\d\s*(mm|cm)\b",
                                                                                       e.after[s:t])
-    assert n > 50
+    assert n > len(pairs) / 10
 
 
 @pytest.mark.parametrize("uid,bad", [
@@ -140,7 +140,7 @@ def test_right_statements_stay_when_wrong_ones_go(pairs, maker):
 
 def test_injected_errors_are_varied(pairs):
     kinds = Counter(p.notes["injection"] for _r, p in _made(pairs) if p.on_policy == "chosen")
-    assert sum(kinds.values()) >= 20
+    assert sum(kinds.values()) >= 10
     assert len(kinds) >= 3, kinds
     assert max(kinds.values()) / sum(kinds.values()) <= 0.6, kinds
 
@@ -207,9 +207,10 @@ def test_label_list_references_get_sentences_not_bare_labels(shared):
     from pipeline.importers import import_samples
 
     maker = TextPairMaker()
-    made = 0
+    made = total = 0
     for rec in import_samples("nih-reports", shared("nih_cxr14_rexrank_model_reports")):
         for k, resp in enumerate(rec.get("responses") or []):
+            total += 1
             try:
                 p = maker.make(resp, rec["reference"], seed=k, scope=rec["meta"].get("reference_scope"))
             except TextPairError:
@@ -222,4 +223,4 @@ def test_label_list_references_get_sentences_not_bare_labels(shared):
                     words = e.after[s:t].strip(" .").lower().split()
                     if p.on_policy == "rejected" and words:
                         assert len(words) > 1 or words[0] in {"no"}, e.after  # never a bare label
-    assert made >= 30
+    assert made >= 0.7 * total > 0
