@@ -37,6 +37,19 @@ def _offline_env() -> None:
         os.environ.setdefault(key, value)
 
 
+# The clinical NLP stack warns about its own internals on every start (spaCy's regex FutureWarning,
+# scispacy/medspacy version notes): nothing a user can act on, so the command lines hide them, once,
+# here. The library itself filters nothing, so tests and notebooks still see every warning.
+THIRD_PARTY_WARNINGS = ("spacy", "scispacy", "thinc", "medspacy", "negspacy", "PyRuSH", "pyrush")
+
+
+def filter_third_party_warnings() -> None:
+    import warnings
+
+    for module in THIRD_PARTY_WARNINGS:
+        warnings.filterwarnings("ignore", module=rf"{module}(\..*)?$")
+
+
 def run_overrides(model: str | None = None, sampler: str | None = None, num_samples: int | None = None,
                   seed: int | None = None, tokenizer: str | None = None) -> dict:
     """Flags as dotted config overrides (None: flag not given). ``--model`` alone picks the
@@ -82,6 +95,8 @@ def run_cmd(
     partitions: Annotated[int, typer.Option("--partitions", min=1, help="Split the manifest by line index "
                                             "into N partitions, built one after another (the Prefect flow "
                                             "runs them in parallel); --resume needs the same N.")] = 1,
+    wait_for_lock: Annotated[bool, typer.Option("--wait-for-lock", help="When another process is writing "
+                                                "--out, wait for it to end instead of failing at once.")] = False,
 ) -> None:
     """Build pair shards from a sample manifest (flags override the config file)."""
     _offline_env()
@@ -94,7 +109,8 @@ def run_cmd(
     from pipeline.runner import RunError, run
 
     try:
-        summary = run(samples, out, cfg, resume=resume, progress=progress, partitions=partitions)
+        summary = run(samples, out, cfg, resume=resume, progress=progress, partitions=partitions,
+                      wait_for_lock=wait_for_lock)
     except RunError as e:
         _fail(str(e))
     except OSError as e:  # anything the runner did not wrap: still one line, never a traceback
@@ -187,6 +203,7 @@ def report_cmd(
 
 def main() -> None:
     """The ``build-pairs`` console script."""
+    filter_third_party_warnings()
     try:
         app()
     except KeyboardInterrupt:

@@ -34,23 +34,38 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.config import PipelineConfig
+from pipeline.lock import (
+    LOCK_NAME,
+    FileLock,
+    LockError,
+    LockHeld,
+    acquire,
+    check_free,
+    held,
+    hold,
+    holder_info,
+    release,
+)
 from pipeline.manifest_reader import ManifestError, ManifestItem, ManifestScan, read_manifest, scan_manifest
 from pipeline.process import PairBuilder, one_line
 from pipeline.samplers import Sampler, SamplerError, TransientSamplerError, get_sampler
 from pipeline.samplers.provenance import provenance_of
 from pipeline.writer import (
     MANIFEST,
+    STATE_DIR,
     OutputError,
     PartitionWriter,
     SampleResult,
     merge_partitions,
     open_run_state,
+    partition_dir,
     partition_done,
 )
 from schemas.pair import RejectRecord
 
 __all__ = ["ManifestItem", "PartitionResult", "RunError", "RunPlan", "RunSummary", "batched", "build_partition",
-           "is_transient", "merge_run", "plan_run", "process_items", "read_manifest", "run", "run_markdown",
+           "is_transient", "lock_partition", "merge_run", "plan_run", "process_items", "read_manifest", "release_run",
+           "run", "run_markdown",
            "scan_manifest"]
 
 SAMPLER_RETRIES = 2  # extra attempts after a transient sampler failure (the flow adds Prefect's retries)
@@ -86,7 +101,9 @@ class RunPlan(BaseModel):
     items: int = 0
     duplicates: dict[int, int] = {}
     complete: bool = False
-    resumed: bool = False
+    resumed: bool = False  # this start continues one that had left state behind
+    wait_for_lock: bool = False  # a partition held by another process: wait (True) or fail at once
+    flow_run_id: str | None = None  # named in the lock files, so a refused writer says whose run it is
     scan_seconds: float = 0.0
     started_at: float = 0.0
 
@@ -183,25 +200,36 @@ def run_key_of(source_sha256: str, config: PipelineConfig, world_size: int) -> s
 
 
 def plan_run(samples_path: str | Path, out_dir: str | Path, config: PipelineConfig, resume: bool = False,
-             partitions: int = 1, check_setup: bool = True, scan: ManifestScan | None = None) -> RunPlan:
+             partitions: int = 1, check_setup: bool = True, scan: ManifestScan | None = None, *,
+             wait_for_lock: bool = False, flow_run_id: str | None = None) -> RunPlan:
     """Scan the manifest, check the set-up, open the output folder (in that order, so that a
     configuration that cannot work leaves no output state behind).
 
     ``check_setup``: build the pair builder and sampler here (cached, so in-process partitions reuse
     them); a flow whose partitions run elsewhere can skip the sampler by passing False. ``scan``: a
-    ``scan_manifest`` result the caller already has."""
+    ``scan_manifest`` result the caller already has.
+
+    The output folder's writer lock is taken before anything is written and held by this process
+    until ``release_run`` (or its death): another writer is refused at once, or waits with
+    ``wait_for_lock``."""
     samples_path, out_dir = Path(samples_path), Path(out_dir)
     started = time.time()
     if not 1 <= partitions <= MAX_PARTITIONS:
         raise RunError(f"partitions must be between 1 and {MAX_PARTITIONS}, got {partitions}")
     base = {"samples_path": str(samples_path), "out_dir": str(out_dir), "config": config,
-            "world_size": partitions, "started_at": started}
+            "world_size": partitions, "started_at": started, "wait_for_lock": wait_for_lock,
+            "flow_run_id": flow_run_id}
     if resume and (out_dir / MANIFEST).exists():
         try:
             open_run_state(out_dir, "", partitions, resume=True)
         except OutputError as e:
             raise RunError(str(e)) from e
         return RunPlan(**base, complete=True, resumed=True)
+    if not wait_for_lock and held(out_dir / STATE_DIR / LOCK_NAME) is None:
+        try:  # refused in a second, before the scan: the lock is taken for real in open_run_state
+            check_free(out_dir / STATE_DIR / LOCK_NAME, label=f"output folder {str(out_dir)!r}")
+        except LockHeld as e:
+            raise RunError(str(e)) from e
     try:
         scan = scan or scan_manifest(samples_path)
     except ManifestError as e:
@@ -211,11 +239,38 @@ def plan_run(samples_path: str | Path, out_dir: str | Path, config: PipelineConf
     if check_setup:
         shared_sampler(config, samples_path.parent)
     try:
-        state = open_run_state(out_dir, run_key, partitions, resume)
-    except OutputError as e:
+        state = open_run_state(out_dir, run_key, partitions, resume, wait_for_lock=wait_for_lock,
+                               holder=holder_info("run", flow_run_id))
+    except (OutputError, LockHeld, LockError) as e:
         raise RunError(str(e)) from e
+    if state.complete:  # finished by the writer this one waited for
+        return RunPlan(**base, complete=True, resumed=True)
+    hold(state.lock)
     return RunPlan(**base, run_key=run_key, run_id=state.run_id, source_sha256=scan.sha256, lines=scan.lines,
-                   items=scan.items, duplicates=scan.duplicates, resumed=resume, scan_seconds=scan.seconds)
+                   items=scan.items, duplicates=scan.duplicates, resumed=state.resumed, scan_seconds=scan.seconds)
+
+
+def release_run(plan: RunPlan) -> None:
+    """Free the output folder's writer lock this process took in ``plan_run`` (a no-op elsewhere)."""
+    release(Path(plan.out_dir) / STATE_DIR / LOCK_NAME)
+
+
+def lock_partition(plan: RunPlan, rank: int) -> FileLock:
+    """The partition's own writer lock: a partition task left running by a dead flow run (an orphan on a
+    Dask worker) keeps it, so a rerun's task for the same partition waits for it or fails, never both
+    writing."""
+    path = partition_dir(Path(plan.out_dir), rank, plan.world_size) / LOCK_NAME
+    label = f"partition {rank} of {plan.world_size} of {plan.out_dir!r}"
+    while True:
+        if (Path(plan.out_dir) / MANIFEST).exists():
+            raise RunError(f"{label}: the run is already complete")
+        try:
+            lock = acquire(path, holder_info(f"partition {rank}", plan.flow_run_id), wait=plan.wait_for_lock,
+                           label=label)
+        except (LockHeld, LockError) as e:
+            raise RunError(str(e)) from e
+        if lock is not None:
+            return lock
 
 
 # -- stage 2: build one partition ---------------------------------------------------------------------
@@ -339,6 +394,11 @@ def build_partition(plan: RunPlan, rank: int, progress: Callable[[int], None] | 
     nor repeats a row. ``progress`` gets the number of manifest lines handled per batch."""
     if not 0 <= rank < plan.world_size:
         raise RunError(f"rank {rank} is outside 0..{plan.world_size - 1}")
+    with lock_partition(plan, rank):
+        return _build_partition(plan, rank, progress)
+
+
+def _build_partition(plan: RunPlan, rank: int, progress: Callable[[int], None] | None) -> PartitionResult:
     start = time.perf_counter()
     cfg = plan.config
     try:
@@ -491,19 +551,23 @@ def run_markdown(manifest: dict) -> str:
 
 # -- the whole run, in this process -----------------------------------------------------------------
 def run(samples_path: str | Path, out_dir: str | Path, config: PipelineConfig, resume: bool = False,
-        progress: bool | None = None, partitions: int = 1) -> RunSummary:
+        progress: bool | None = None, partitions: int = 1, wait_for_lock: bool = False) -> RunSummary:
     """Build the pairs of one manifest into ``out_dir``, partitions one after another in this process.
-    ``progress``: None shows a bar on a terminal. Raises ``RunError`` when it cannot run at all."""
+    ``progress``: None shows a bar on a terminal. Raises ``RunError`` when it cannot run at all, or
+    when another process is writing ``out_dir`` (unless ``wait_for_lock``)."""
     from tqdm import tqdm
 
-    plan = plan_run(samples_path, out_dir, config, resume, partitions)
-    if plan.complete:
+    plan = plan_run(samples_path, out_dir, config, resume, partitions, wait_for_lock=wait_for_lock)
+    try:
+        if plan.complete:
+            return merge_run(plan)
+        disable = None if progress is None else not progress
+        with tqdm(total=plan.items, unit="line", desc="build-pairs", disable=disable, file=sys.stderr) as bar:
+            for rank in range(plan.world_size):
+                try:
+                    build_partition(plan, rank, progress=bar.update)
+                except TransientSamplerError as e:
+                    raise RunError(f"sampler kept failing ({one_line(e)}); rerun with --resume") from e
         return merge_run(plan)
-    disable = None if progress is None else not progress
-    with tqdm(total=plan.items, unit="line", desc="build-pairs", disable=disable, file=sys.stderr) as bar:
-        for rank in range(plan.world_size):
-            try:
-                build_partition(plan, rank, progress=bar.update)
-            except TransientSamplerError as e:
-                raise RunError(f"sampler kept failing ({one_line(e)}); rerun with --resume") from e
-    return merge_run(plan)
+    finally:
+        release_run(plan)
