@@ -66,7 +66,7 @@ def describe(holder: dict) -> str:
 
 @dataclass
 class FileLock:
-    """A held lock; ``release`` (or the holder's death) frees it."""
+    """A held lock; ``release``, dropping the last reference, or the holder's death frees it."""
 
     path: Path
     fd: int | None
@@ -78,6 +78,9 @@ class FileLock:
             finally:
                 os.close(self.fd)
                 self.fd = None
+
+    def __del__(self) -> None:  # like a file object: a lock nobody refers to any more is let go
+        self.release()
 
     def __enter__(self) -> FileLock:
         return self

@@ -303,8 +303,10 @@ def sample_responses(ctx: PartitionContext, samples: list) -> list[list[str]]:
 def process_items(ctx: PartitionContext, items: list[ManifestItem]) -> list[SampleResult]:
     """Turn a batch of manifest items into results, one per item, in order.
 
-    Raises ``TransientSamplerError`` (worth retrying: nothing was written); any other failure of one
-    sample is a reject row."""
+    Each result carries the stage seconds and counts spent on it (``SampleResult.seconds``/``items``),
+    so the writer commits exactly the figures of the rows it commits and a resumed run's stage counts
+    add up to an uninterrupted one's. Raises ``TransientSamplerError`` (worth retrying: nothing was
+    written); any other failure of one sample is a reject row."""
     to_sample = [it.sample for it in items if it.sample is not None and it.sample.responses is None]
     sampled: dict[str, list[str]] = {}
     sample_failure: str | None = None
@@ -316,39 +318,50 @@ def process_items(ctx: PartitionContext, items: list[ManifestItem]) -> list[Samp
             raise
         except Exception as e:  # noqa: BLE001
             sample_failure = one_line(e)
+    sample_seconds, n_sampled = ctx.seconds.pop("sample", 0.0), ctx.items.pop("sample", 0)
     results = []
     for it in items:
-        if it.reject is not None:
-            results.append(SampleResult(it.line_no, rejects=[it.reject], samples=1))
-            continue
-        sample = it.sample
-        was_sampled = sample.responses is None and ctx.sampler is not None
-        if sample.responses is None and sample_failure is not None:
-            rej = RejectRecord(sample.sample_id, "sample", "sampler_error", sample_failure, -1)
-            results.append(SampleResult(it.line_no, rejects=[rej]))
-            continue
-        provenance = None
-        if sample.responses is None:
-            responses = sampled.get(sample.sample_id, [])
-            why = (getattr(ctx.sampler, "errors", None) or {}).get(sample.sample_id)
-            if not responses and why:
-                rej = RejectRecord(sample.sample_id, "sample", "no_responses", f"sampler: {why}", -1)
-                results.append(SampleResult(it.line_no, rejects=[rej]))
-                continue
-            sample = sample.model_copy(update={"responses": responses})
-            provenance = provenance_of(ctx.sampler, sample.sample_id, ctx.config.sampler_seed)
-        start = time.perf_counter()
-        try:
-            pairs, rejects = ctx.builder.process(sample, sampled=was_sampled, provenance=provenance)
-        except Exception as e:  # noqa: BLE001 - last line of defence: one sample never stops the run
-            rejects = [RejectRecord(sample.sample_id, "process", "internal_error", one_line(e), i)
-                       for i in range(len(sample.responses or []))] or [
-                RejectRecord(sample.sample_id, "process", "internal_error", one_line(e), -1)]
-            pairs = []
-        ctx.seconds["process"] += time.perf_counter() - start
-        ctx.items["process"] += 1
-        results.append(SampleResult(it.line_no, pairs, rejects, responses=len(sample.responses or [])))
+        before_s, before_n = Counter(ctx.builder.seconds), Counter(ctx.builder.counts)
+        result = _process_one(ctx, it, sampled, sample_failure)
+        result.seconds.update(Counter(ctx.builder.seconds) - before_s)
+        result.items.update(Counter(ctx.builder.counts) - before_n)
+        if n_sampled and it.sample is not None and it.sample.responses is None:
+            result.seconds["sample"] += sample_seconds / n_sampled
+            result.items["sample"] += 1
+        results.append(result)
     return results
+
+
+def _process_one(ctx: PartitionContext, it: ManifestItem, sampled: dict[str, list[str]],
+                 sample_failure: str | None) -> SampleResult:
+    if it.reject is not None:
+        return SampleResult(it.line_no, rejects=[it.reject], samples=1)
+    sample = it.sample
+    was_sampled = sample.responses is None and ctx.sampler is not None
+    if sample.responses is None and sample_failure is not None:
+        rej = RejectRecord(sample.sample_id, "sample", "sampler_error", sample_failure, -1)
+        return SampleResult(it.line_no, rejects=[rej])
+    provenance = None
+    if sample.responses is None:
+        responses = sampled.get(sample.sample_id, [])
+        why = (getattr(ctx.sampler, "errors", None) or {}).get(sample.sample_id)
+        if not responses and why:
+            rej = RejectRecord(sample.sample_id, "sample", "no_responses", f"sampler: {why}", -1)
+            return SampleResult(it.line_no, rejects=[rej])
+        sample = sample.model_copy(update={"responses": responses})
+        provenance = provenance_of(ctx.sampler, sample.sample_id, ctx.config.sampler_seed)
+    start = time.perf_counter()
+    try:
+        pairs, rejects = ctx.builder.process(sample, sampled=was_sampled, provenance=provenance)
+    except Exception as e:  # noqa: BLE001 - last line of defence: one sample never stops the run
+        rejects = [RejectRecord(sample.sample_id, "process", "internal_error", one_line(e), i)
+                   for i in range(len(sample.responses or []))] or [
+            RejectRecord(sample.sample_id, "process", "internal_error", one_line(e), -1)]
+        pairs = []
+    result = SampleResult(it.line_no, pairs, rejects, responses=len(sample.responses or []))
+    result.seconds["process"] += time.perf_counter() - start
+    result.items["process"] += 1
+    return result
 
 
 def batched(items: Iterable, n: int) -> Iterator[list]:
@@ -417,16 +430,11 @@ def _build_partition(plan: RunPlan, rank: int, progress: Callable[[int], None] |
     try:
         t = time.perf_counter()
         for batch in batched(items, cfg.sampler.batch_size):
-            ctx.seconds["parse"] += time.perf_counter() - t
-            ctx.items["parse"] += len(batch)
-            before_s, before_n = Counter(builder.seconds), Counter(builder.counts)
+            parse_seconds = (time.perf_counter() - t) / len(batch)
             results = _process_with_retries(ctx, batch)
-            ctx.seconds.update(Counter(builder.seconds) - before_s)
-            ctx.items.update(Counter(builder.counts) - before_n)
-            writer.note(ctx.seconds, ctx.items)
-            ctx.seconds.clear()
-            ctx.items.clear()
-            for r in results:
+            for r in results:  # each line's own figures travel with its rows (exact after a resume)
+                r.seconds["parse"] += parse_seconds
+                r.items["parse"] += 1
                 writer.add(r)
             if progress is not None:
                 progress(len(batch))

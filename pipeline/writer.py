@@ -65,6 +65,8 @@ class SampleResult:
     rejects: list[RejectRecord] = field(default_factory=list)
     responses: int = 0
     samples: int = 1
+    seconds: Counter = field(default_factory=Counter)  # stage seconds spent on this line (manifest stats)
+    items: Counter = field(default_factory=Counter)  # stage counts of this line
 
 
 def edit_ratio(pair: PairRecord) -> float:
@@ -331,12 +333,6 @@ class PartitionWriter:
                 shard.unlink()
 
     # -- writing -----------------------------------------------------------------------------
-    def note(self, seconds: dict[str, float] | None = None, items: dict[str, int] | None = None) -> None:
-        """Stage timings and counts spent on the buffered samples; committed with the next chunk, so
-        they survive a kill exactly as the rows they describe do."""
-        self._pending_seconds.update(seconds or {})
-        self._pending_items.update(items or {})
-
     def add(self, result: SampleResult) -> None:
         """Buffer one whole sample; a line at or before the last one added (a retried task) is a no-op."""
         if self.done is not None:
@@ -344,6 +340,8 @@ class PartitionWriter:
         if result.line_no <= self.last_line:
             return
         self.last_line = result.line_no
+        self._pending_seconds.update(result.seconds)  # committed with the rows they describe
+        self._pending_items.update(result.items)
         if self._first_line is None:
             self._first_line = result.line_no
         self._samples += result.samples
