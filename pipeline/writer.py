@@ -239,7 +239,7 @@ def _open_run_state(out: Path, run_key: str, world_size: int, resume: bool, hold
     try:
         try:
             state.mkdir(parents=True, exist_ok=True)
-            probe = state / ".write-probe"
+            probe = state / f".write-probe-{os.getpid()}"  # two starting writers never share one
             probe.write_bytes(b"ok")
             probe.unlink()
         except OSError as e:
