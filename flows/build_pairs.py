@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flows.orphans import die_with_parent, in_dask_worker, started_by_prefect_runner
 from flows.schedule import scheduled_date
+from pipeline.cli import filter_third_party_warnings
 from pipeline.config import ConfigError, load_config
 from pipeline.manifest_reader import ManifestError, scan_manifest
 from pipeline.runner import (
@@ -171,6 +171,7 @@ def partition_cache_key(context, inputs: dict[str, Any]) -> str:
       cache_policy=(INPUTS - "plan") + CacheKeyFnPolicy(cache_key_fn=partition_cache_key), persist_result=True,
       retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
 def partition_task(plan: RunPlan, rank: int) -> PartitionResult:
+    filter_third_party_warnings()
     if in_dask_worker():
         die_with_parent()  # an orphaned Dask worker must not keep writing after its flow run is gone
     return build_partition(plan, rank)
@@ -213,8 +214,9 @@ def report_task(out_dir: str) -> dict:
 @flow(name="build-pairs", log_prints=True)
 def build_pairs(params: BuildPairsParams) -> dict:
     """Build pair shards from ``params.samples`` into ``params.out``; returns the manifest's counts."""
+    filter_third_party_warnings()
     if started_by_prefect_runner():
-        die_with_parent(signal.SIGTERM)  # a SIGKILLed worker takes this run with it (marked Crashed)
+        die_with_parent()  # a SIGKILLed worker takes this run with it; the zombie automation marks it Crashed
     params = merge_deployment_params(params, deployment_params())
     plan = plan_task(params)
     try:
@@ -252,9 +254,6 @@ def _build(params: BuildPairsParams, plan: RunPlan) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """One run from the shell. A run that cannot run (bad config, manifest, folder held by another
     writer) prints one line and exits 2, as ``build-pairs run`` does; its details stay in the run's logs."""
-    from pipeline.cli import filter_third_party_warnings
-
-    filter_third_party_warnings()
     ap = argparse.ArgumentParser(prog="python -m flows.build_pairs", description="Run the build-pairs flow once.")
     ap.add_argument("samples")
     ap.add_argument("out")

@@ -6,10 +6,11 @@ parent cannot clean up, so without help its children live on as orphans that kee
 output folder. On Linux the kernel can do the cleanup: ``prctl(PR_SET_PDEATHSIG, sig)`` asks it to
 send ``sig`` to this process when its parent dies.
 
-- the flow-run process of a worker or ``serve`` gets SIGTERM (Prefect turns it into a Crashed state
-  and exits; its own children follow);
-- a Dask worker process running a partition gets SIGKILL when its parent (the flow run of a temporary
-  cluster, or the ``dask worker`` nanny of an existing one) dies.
+- the flow-run process of a worker or ``serve`` gets SIGKILL when the worker dies (SIGTERM was tried:
+  with it, Prefect 3.9's flow-run process did not exit after its worker was SIGKILLed); the
+  server learns of it through the zombie automation (``flows/zombies.py``), which marks it Crashed;
+- a Dask worker process running a partition gets SIGKILL when its parent (the flow run, for a
+  temporary cluster, or the ``dask worker`` nanny of an existing one) dies.
 
 Elsewhere (macOS, Windows) this is a no-op: stop the flow run's process group instead
 (``kill -- -PGID``; docs/ORCHESTRATION.md).
