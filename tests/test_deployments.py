@@ -121,3 +121,30 @@ def test_training_picks_the_newest_finished_build(tmp_path):
     assert newest_finished_build(tmp_path / "old") == tmp_path / "old"
     with pytest.raises(FileNotFoundError, match="finished build"):
         newest_finished_build(tmp_path / "running")
+
+
+def test_zombie_automation_installs_once_and_clear_crashes_old_running_runs(prefect_harness):
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.states import Running
+
+    from flows.zombies import AUTOMATION_NAME, clear, install
+
+    install(120)
+    install(90)  # a second install replaces the first
+    with get_client(sync_client=True) as client:
+        (auto,) = client.read_automations_by_name(AUTOMATION_NAME)
+        assert auto.trigger.posture == "Proactive" and auto.trigger.within.total_seconds() == 90
+        assert auto.trigger.after == {"prefect.flow-run.heartbeat"} and auto.actions[0].type == "change-flow-run-state"
+
+        @flow(name="zombie-test")
+        def stuck():
+            pass
+
+        run = client.create_flow_run(stuck)
+        client.set_flow_run_state(run.id, Running(), force=True)
+        assert not [line for line in clear(3600, dry_run=True) if str(run.id) in line]  # too recent
+        assert [line for line in clear(0, dry_run=True) if str(run.id) in line]
+        assert client.read_flow_run(run.id).state.type.value == "RUNNING"  # a dry run changes nothing
+        assert [line for line in clear(0) if str(run.id) in line]
+        assert client.read_flow_run(run.id).state.type.value == "CRASHED"
