@@ -51,7 +51,9 @@ def test_every_shell_block_of_the_orchestration_doc_runs_as_written(tmp_path):
     for old, new in ports.items():
         script = script.replace(old, new)
     checkout = fresh_checkout(tmp_path / "checkout")
-    (tmp_path / "doc.sh").write_text("set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n"
+    # -m: job control as in a terminal, where a background job does not ignore SIGINT (Prefect's worker
+    # stops on SIGTERM by sending itself SIGINT)
+    (tmp_path / "doc.sh").write_text("set -m -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n"
                                      + script)
     env = base_env(tmp_path / "prefect-home")
     done = subprocess.run(["bash", "-x", str(tmp_path / "doc.sh")], cwd=checkout, env=env, capture_output=True,
