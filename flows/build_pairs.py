@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +34,21 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import INPUTS, NO_CACHE, CacheKeyFnPolicy
 from pydantic import BaseModel, ConfigDict, Field
 
+from flows.orphans import die_with_parent, in_dask_worker, started_by_prefect_runner
 from flows.schedule import scheduled_date
-from pipeline.config import load_config
-from pipeline.manifest_reader import scan_manifest
+from pipeline.cli import filter_third_party_warnings
+from pipeline.config import ConfigError, load_config
+from pipeline.manifest_reader import ManifestError, scan_manifest
 from pipeline.runner import (
     MAX_PARTITIONS,
     PartitionResult,
+    RunError,
     RunPlan,
     build_partition,
     is_transient,
     merge_run,
     plan_run,
+    release_run,
     run_markdown,
 )
 
@@ -54,10 +60,14 @@ class BuildPairsParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    samples: str = Field(description="The sample manifest (JSON Lines).")
-    out: str = Field(description="The output folder. May contain {manifest_sha} (first 12 hex digits of the "
-                                 "manifest's sha256), {config_hash} and {date} (the run's scheduled UTC date), "
-                                 "so a scheduled deployment writes one folder per input and configuration.")
+    # samples and out are required, but checked after a deployment run's params are merged over the
+    # deployment's own (``merge_deployment_params``), so a run may override only the keys it names.
+    samples: str | None = Field(None, description="The sample manifest (JSON Lines). Required.")
+    out: str | None = Field(None, description="The output folder (required). May contain {manifest_sha} (first "
+                                              "12 hex digits of the manifest's sha256), {config_hash}, "
+                                              "{partitions} and {date} (the run's scheduled UTC date), so a "
+                                              "scheduled deployment writes one folder per input, configuration "
+                                              "and partition count.")
     config_path: str | None = Field(None, description="A YAML config file (configs/default.yaml lists the keys).")
     overrides: dict[str, Any] = Field(default_factory=dict,
                                       description="Dotted config overrides, e.g. {\"sampler.name\": \"vllm-server\"}.")
@@ -69,6 +79,14 @@ class BuildPairsParams(BaseModel):
     dask_workers: int = Field(0, ge=0, le=256, description="No address: start a temporary local Dask cluster "
                                                            "with this many worker processes (0: no Dask).")
     report: bool = Field(True, description="Write OUT/report.html and attach it to the flow run as an artifact.")
+    wait_for_lock: bool = Field(False, description="Another process is writing `out` (another run, or an "
+                                                   "orphan of a dead one): wait for it instead of failing at once.")
+
+    def checked(self) -> BuildPairsParams:
+        missing = [k for k in ("samples", "out") if not getattr(self, k)]
+        if missing:
+            raise ValueError(f"params: {', '.join(missing)} required (neither the run nor its deployment sets it)")
+        return self
 
     @property
     def on_dask(self) -> bool:
@@ -90,24 +108,56 @@ def retry_transient(task_, task_run, state) -> bool:
 
 
 
-def format_out(template: str, manifest_sha: str, config_hash: str, date: str) -> str:
+def format_out(template: str, manifest_sha: str, config_hash: str, date: str, partitions: int = 1) -> str:
     """Fill the ``out`` placeholders; a template naming an unknown placeholder is an error."""
     try:
-        return template.format(manifest_sha=manifest_sha[:12], config_hash=config_hash, date=date)
+        return template.format(manifest_sha=manifest_sha[:12], config_hash=config_hash, date=date,
+                               partitions=partitions)
     except (KeyError, IndexError, ValueError) as e:
         raise ValueError(f"out {template!r}: unknown placeholder {e}; valid: {{manifest_sha}}, {{config_hash}}, "
-                         "{date}") from None
+                         "{partitions}, {date}") from None
+
+
+def merge_deployment_params(params: BuildPairsParams, deployment_params: dict | None) -> BuildPairsParams:
+    """The keys this run's ``params`` names, over its deployment's ``params``.
+
+    Prefect merges a run's parameters over the deployment's one top-level key at a time, and all of
+    ours live under ``params``: without this, ``--params '{"params": {"samples": ...}}'`` would drop
+    the deployment's ``partitions``, ``config_path``, ``dask_workers``... silently."""
+    base = dict((deployment_params or {}).get("params") or {})
+    given = params.model_dump(mode="json", include=params.model_fields_set)
+    return BuildPairsParams.model_validate({**base, **given}).checked()
+
+
+def deployment_params() -> dict | None:
+    """This flow run's deployment's default parameters (None outside a deployment run)."""
+    from prefect.runtime import deployment
+
+    if not deployment.id:
+        return None
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_deployment(UUID(deployment.id)).parameters
 
 
 @task(name="plan-run", cache_policy=NO_CACHE)
 def plan_task(params: BuildPairsParams) -> RunPlan:
     """Scan the manifest, check the set-up, open (or resume) the output folder."""
+    from prefect.runtime import flow_run
+
     config = load_config(params.config_path, params.overrides)
-    scan = scan_manifest(params.samples)
-    out = format_out(params.out, scan.sha256, config.content_hash(), scheduled_date())
-    # On Dask the sampler is built by the workers; building it here too could load a model twice.
+    try:
+        scan = scan_manifest(params.samples)
+    except ManifestError as e:
+        raise RunError(str(e)) from e
+    out = format_out(params.out, scan.sha256, config.content_hash(), scheduled_date(), params.partitions)
+    # On Dask the sampler is built by the workers; building it here too could load a model twice. The
+    # output folder's lock is held by this (the flow run's) process until the flow ends.
     return plan_run(params.samples, out, config, params.resume, params.partitions, check_setup=not params.on_dask,
-                    scan=scan)
+                    scan=scan, wait_for_lock=params.wait_for_lock, flow_run_id=flow_run.id)
 
 
 def partition_cache_key(context, inputs: dict[str, Any]) -> str:
@@ -121,6 +171,9 @@ def partition_cache_key(context, inputs: dict[str, Any]) -> str:
       cache_policy=(INPUTS - "plan") + CacheKeyFnPolicy(cache_key_fn=partition_cache_key), persist_result=True,
       retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=retry_transient)
 def partition_task(plan: RunPlan, rank: int) -> PartitionResult:
+    filter_third_party_warnings()
+    if in_dask_worker():
+        die_with_parent()  # an orphaned Dask worker must not keep writing after its flow run is gone
     return build_partition(plan, rank)
 
 
@@ -161,7 +214,18 @@ def report_task(out_dir: str) -> dict:
 @flow(name="build-pairs", log_prints=True)
 def build_pairs(params: BuildPairsParams) -> dict:
     """Build pair shards from ``params.samples`` into ``params.out``; returns the manifest's counts."""
+    filter_third_party_warnings()
+    if started_by_prefect_runner():
+        die_with_parent()  # a SIGKILLed worker takes this run with it; the zombie automation marks it Crashed
+    params = merge_deployment_params(params, deployment_params())
     plan = plan_task(params)
+    try:
+        return _build(params, plan)
+    finally:
+        release_run(plan)
+
+
+def _build(params: BuildPairsParams, plan: RunPlan) -> dict:
     if not plan.complete:
         if params.on_dask:
             from prefect.settings import PREFECT_API_URL
@@ -188,6 +252,8 @@ def build_pairs(params: BuildPairsParams) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """One run from the shell. A run that cannot run (bad config, manifest, folder held by another
+    writer) prints one line and exits 2, as ``build-pairs run`` does; its details stay in the run's logs."""
     ap = argparse.ArgumentParser(prog="python -m flows.build_pairs", description="Run the build-pairs flow once.")
     ap.add_argument("samples")
     ap.add_argument("out")
@@ -196,10 +262,51 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--partitions", type=int, default=1)
     ap.add_argument("--dask-address")
     ap.add_argument("--dask-workers", type=int, default=0)
+    ap.add_argument("--wait-for-lock", action="store_true")
     args = ap.parse_args(argv)
-    result = build_pairs(BuildPairsParams(**vars(args)))
-    print(json.dumps(result["counts"]))
+    try:
+        params = BuildPairsParams(**vars(args)).checked()
+    except ValueError as e:  # pydantic's ValidationError is a ValueError
+        return fail(e)
+    with expected_failures_in_one_line():
+        state = build_pairs(params, return_state=True)
+    if not state.is_completed():
+        return fail(state.result(raise_on_failure=False))
+    print(json.dumps(state.result()["counts"]))
     return 0
+
+
+EXPECTED = (RunError, ConfigError, ValueError, OSError)  # bad input or set-up, not a bug: no traceback
+
+
+def fail(error: object) -> int:
+    text = f"{type(error).__name__}: {error}" if not isinstance(error, EXPECTED) else str(error)
+    print(f"python -m flows.build_pairs: error: {' '.join(text.split())}", file=sys.stderr)
+    return 2
+
+
+class _DropExpected(logging.Filter):
+    """Prefect logs a failed task and flow with a traceback, then their final states; for an expected
+    failure the shell gets only ``fail``'s one line (the run's logs on the server keep everything)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, EXPECTED):
+            return False
+        return "Finished in state Failed" not in record.getMessage()  # fail() says it instead
+
+
+@contextmanager
+def expected_failures_in_one_line():
+    handlers = [h for name in ("prefect", "") for h in logging.getLogger(name or None).handlers]
+    quiet = _DropExpected()
+    for h in handlers:
+        h.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(quiet)
 
 
 if __name__ == "__main__":

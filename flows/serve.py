@@ -7,7 +7,7 @@ work pool and ``prefect worker start``; see docs/ORCHESTRATION.md).
     PREFECT_API_URL=http://127.0.0.1:4200/api python -m flows.serve \\
         --samples data/samples.jsonl --out-root data/pairs --runs-root data/runs [--partitions 2]
 
-The build writes ``OUT_ROOT/{manifest_sha}-{config_hash}`` and resumes, so a night whose manifest and
+The build writes ``OUT_ROOT/{manifest_sha}-{config_hash}-p{partitions}`` and resumes, so a night whose manifest and
 configuration did not change is a no-op, and a night that was killed is finished the next night.
 The training picks the newest finished build under ``OUT_ROOT``.
 """
@@ -23,7 +23,7 @@ from flows.train_pairs import TrainParams, train_pairs
 BUILD_CRON = "0 2 * * *"  # every night at 02:00
 TRAIN_CRON = "0 4 * * 0"  # Sundays at 04:00, after that night's build
 TIMEZONE = "UTC"
-BUILD_OUT = "{out_root}/{{manifest_sha}}-{{config_hash}}"
+BUILD_OUT = "{out_root}/{{manifest_sha}}-{{config_hash}}-p{{partitions}}"  # a new --partitions: a new folder
 
 
 def build_params(samples: str, out_root: str, config_path: str | None = None, partitions: int = 1,
@@ -64,7 +64,7 @@ def deployments(samples: str, out_root: str, runs_root: str | None = None, *, co
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m flows.serve", description=__doc__.split("\n\n")[0])
     ap.add_argument("--samples", required=True, help="the sample manifest the nightly build reads")
-    ap.add_argument("--out-root", required=True, help="builds go to OUT_ROOT/{manifest_sha}-{config_hash}")
+    ap.add_argument("--out-root", required=True, help="builds go to OUT_ROOT/{manifest_sha}-{config_hash}-p{partitions}")
     ap.add_argument("--runs-root", help="training runs go to RUNS_ROOT/{date}-{build} (omit: no training)")
     ap.add_argument("--config", dest="config_path")
     ap.add_argument("--partitions", type=int, default=1)

@@ -37,6 +37,19 @@ def _offline_env() -> None:
         os.environ.setdefault(key, value)
 
 
+# The clinical NLP stack warns about its own internals on every start (spaCy's regex FutureWarning,
+# scispacy/medspacy version notes): nothing a user can act on, so the command lines hide them, once,
+# here. The library itself filters nothing, so tests and notebooks still see every warning.
+THIRD_PARTY_WARNINGS = ("spacy", "scispacy", "thinc", "medspacy", "negspacy", "PyRuSH", "pyrush")
+
+
+def filter_third_party_warnings() -> None:
+    import warnings
+
+    for module in THIRD_PARTY_WARNINGS:
+        warnings.filterwarnings("ignore", module=rf"{module}(\..*)?$")
+
+
 def run_overrides(model: str | None = None, sampler: str | None = None, num_samples: int | None = None,
                   seed: int | None = None, tokenizer: str | None = None) -> dict:
     """Flags as dotted config overrides (None: flag not given). ``--model`` alone picks the
@@ -84,6 +97,8 @@ def run_cmd(
                                             "runs them in parallel); --resume needs the same N.")] = 1,
     workers: Annotated[int | None, typer.Option("--workers", min=1, help="Local worker processes (default: "
                                                 "the machine's cores); the output is the same for any N.")] = None,
+    wait_for_lock: Annotated[bool, typer.Option("--wait-for-lock", help="When another process is writing "
+                                                "--out, wait for it to end instead of failing at once.")] = False,
 ) -> None:
     """Build pair shards from a sample manifest (flags override the config file)."""
     _offline_env()
@@ -96,7 +111,8 @@ def run_cmd(
     from pipeline.runner import RunError, run
 
     try:
-        summary = run(samples, out, cfg, resume=resume, progress=progress, partitions=partitions, workers=workers)
+        summary = run(samples, out, cfg, resume=resume, progress=progress, partitions=partitions, workers=workers,
+                      wait_for_lock=wait_for_lock)
     except RunError as e:
         _fail(str(e))
     except OSError as e:  # anything the runner did not wrap: still one line, never a traceback
@@ -189,6 +205,7 @@ def report_cmd(
 
 def main() -> None:
     """The ``build-pairs`` console script."""
+    filter_third_party_warnings()
     try:
         app()
     except KeyboardInterrupt:

@@ -5,6 +5,8 @@ at ``pause_point("shard_written")`` create the file named by ``MEDPREF_PAUSE_FIL
 the test sees the file and kills the process there. Kill points that timing alone cannot reach
 reliably (between a shard's rename and its marker, inside the rejects write, just before
 ``manifest.json``) are exactly the ones that prove the resume logic, hence these hooks.
+``MEDPREF_TRACE_FILE`` appends ``<point> <pid>`` at every point passed, so a test can see which
+processes wrote.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ PAUSE_SECONDS = 600.0  # a paused process that nobody kills gives up eventually
 
 
 def pause_point(name: str) -> None:
+    trace = os.environ.get("MEDPREF_TRACE_FILE")
+    if trace:  # a witness for tests: which process passed which point (e.g. who committed a chunk)
+        with open(trace, "a") as f:
+            f.write(f"{name} {os.getpid()}\n")
     spec = os.environ.get("MEDPREF_PAUSE_AT")
     if not spec:
         return

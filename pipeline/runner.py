@@ -35,6 +35,18 @@ from pydantic import BaseModel, ConfigDict
 
 from pipeline.config import PipelineConfig
 from pipeline.dataset_card import CARD, write_card
+from pipeline.lock import (
+    LOCK_NAME,
+    FileLock,
+    LockError,
+    LockHeld,
+    acquire,
+    check_free,
+    held,
+    hold,
+    holder_info,
+    release,
+)
 from pipeline.manifest_reader import ManifestError, ManifestItem, ManifestScan, read_manifest, scan_manifest
 from pipeline.pool import WorkerDied, effective_workers, process_in_pool
 from pipeline.process import PairBuilder, one_line
@@ -42,17 +54,20 @@ from pipeline.samplers import Sampler, SamplerError, TransientSamplerError, get_
 from pipeline.samplers.provenance import provenance_of
 from pipeline.writer import (
     MANIFEST,
+    STATE_DIR,
     OutputError,
     PartitionWriter,
     SampleResult,
     merge_partitions,
     open_run_state,
+    partition_dir,
     partition_done,
 )
 from schemas.pair import RejectRecord
 
 __all__ = ["ManifestItem", "PartitionResult", "RunError", "RunPlan", "RunSummary", "batched", "build_partition",
-           "is_transient", "merge_run", "plan_run", "process_items", "read_manifest", "run", "run_markdown",
+           "is_transient", "lock_partition", "merge_run", "plan_run", "process_items", "read_manifest", "release_run",
+           "run", "run_markdown",
            "scan_manifest"]
 
 SAMPLER_RETRIES = 2  # extra attempts after a transient sampler failure (the flow adds Prefect's retries)
@@ -88,7 +103,9 @@ class RunPlan(BaseModel):
     items: int = 0
     duplicates: dict[int, int] = {}
     complete: bool = False
-    resumed: bool = False
+    resumed: bool = False  # this start continues one that had left state behind
+    wait_for_lock: bool = False  # a partition held by another process: wait (True) or fail at once
+    flow_run_id: str | None = None  # named in the lock files, so a refused writer says whose run it is
     scan_seconds: float = 0.0
     started_at: float = 0.0
 
@@ -185,25 +202,36 @@ def run_key_of(source_sha256: str, config: PipelineConfig, world_size: int) -> s
 
 
 def plan_run(samples_path: str | Path, out_dir: str | Path, config: PipelineConfig, resume: bool = False,
-             partitions: int = 1, check_setup: bool = True, scan: ManifestScan | None = None) -> RunPlan:
+             partitions: int = 1, check_setup: bool = True, scan: ManifestScan | None = None, *,
+             wait_for_lock: bool = False, flow_run_id: str | None = None) -> RunPlan:
     """Scan the manifest, check the set-up, open the output folder (in that order, so that a
     configuration that cannot work leaves no output state behind).
 
     ``check_setup``: build the pair builder and sampler here (cached, so in-process partitions reuse
     them); a flow whose partitions run elsewhere can skip the sampler by passing False. ``scan``: a
-    ``scan_manifest`` result the caller already has."""
+    ``scan_manifest`` result the caller already has.
+
+    The output folder's writer lock is taken before anything is written and held by this process
+    until ``release_run`` (or its death): another writer is refused at once, or waits with
+    ``wait_for_lock``."""
     samples_path, out_dir = Path(samples_path), Path(out_dir)
     started = time.time()
     if not 1 <= partitions <= MAX_PARTITIONS:
         raise RunError(f"partitions must be between 1 and {MAX_PARTITIONS}, got {partitions}")
     base = {"samples_path": str(samples_path), "out_dir": str(out_dir), "config": config,
-            "world_size": partitions, "started_at": started}
+            "world_size": partitions, "started_at": started, "wait_for_lock": wait_for_lock,
+            "flow_run_id": flow_run_id}
     if resume and (out_dir / MANIFEST).exists():
         try:
             open_run_state(out_dir, "", partitions, resume=True)
         except OutputError as e:
             raise RunError(str(e)) from e
         return RunPlan(**base, complete=True, resumed=True)
+    if not wait_for_lock and held(out_dir / STATE_DIR / LOCK_NAME) is None:
+        try:  # refused in a second, before the scan: the lock is taken for real in open_run_state
+            check_free(out_dir / STATE_DIR / LOCK_NAME, label=f"output folder {str(out_dir)!r}")
+        except LockHeld as e:
+            raise RunError(str(e)) from e
     try:
         scan = scan or scan_manifest(samples_path)
     except ManifestError as e:
@@ -213,11 +241,38 @@ def plan_run(samples_path: str | Path, out_dir: str | Path, config: PipelineConf
     if check_setup:
         shared_sampler(config, samples_path.parent)
     try:
-        state = open_run_state(out_dir, run_key, partitions, resume)
-    except OutputError as e:
+        state = open_run_state(out_dir, run_key, partitions, resume, wait_for_lock=wait_for_lock,
+                               holder=holder_info("run", flow_run_id))
+    except (OutputError, LockHeld, LockError) as e:
         raise RunError(str(e)) from e
+    if state.complete:  # finished by the writer this one waited for
+        return RunPlan(**base, complete=True, resumed=True)
+    hold(state.lock)
     return RunPlan(**base, run_key=run_key, run_id=state.run_id, source_sha256=scan.sha256, lines=scan.lines,
-                   items=scan.items, duplicates=scan.duplicates, resumed=resume, scan_seconds=scan.seconds)
+                   items=scan.items, duplicates=scan.duplicates, resumed=state.resumed, scan_seconds=scan.seconds)
+
+
+def release_run(plan: RunPlan) -> None:
+    """Free the output folder's writer lock this process took in ``plan_run`` (a no-op elsewhere)."""
+    release(Path(plan.out_dir) / STATE_DIR / LOCK_NAME)
+
+
+def lock_partition(plan: RunPlan, rank: int) -> FileLock:
+    """The partition's own writer lock: a partition task left running by a dead flow run (an orphan on a
+    Dask worker) keeps it, so a rerun's task for the same partition waits for it or fails, never both
+    writing."""
+    path = partition_dir(Path(plan.out_dir), rank, plan.world_size) / LOCK_NAME
+    label = f"partition {rank} of {plan.world_size} of {plan.out_dir!r}"
+    while True:
+        if (Path(plan.out_dir) / MANIFEST).exists():
+            raise RunError(f"{label}: the run is already complete")
+        try:
+            lock = acquire(path, holder_info(f"partition {rank}", plan.flow_run_id), wait=plan.wait_for_lock,
+                           label=label)
+        except (LockHeld, LockError) as e:
+            raise RunError(str(e)) from e
+        if lock is not None:
+            return lock
 
 
 # -- stage 2: build one partition ---------------------------------------------------------------------
@@ -250,8 +305,10 @@ def sample_responses(ctx: PartitionContext, samples: list) -> list[list[str]]:
 def process_items(ctx: PartitionContext, items: list[ManifestItem]) -> list[SampleResult]:
     """Turn a batch of manifest items into results, one per item, in order.
 
-    Raises ``TransientSamplerError`` (worth retrying: nothing was written); any other failure of one
-    sample is a reject row."""
+    Each result carries the stage seconds and counts spent on it (``SampleResult.seconds``/``items``),
+    so the writer commits exactly the figures of the rows it commits and a resumed run's stage counts
+    add up to an uninterrupted one's. Raises ``TransientSamplerError`` (worth retrying: nothing was
+    written); any other failure of one sample is a reject row."""
     to_sample = [it.sample for it in items if it.sample is not None and it.sample.responses is None]
     sampled: dict[str, list[str]] = {}
     sample_failure: str | None = None
@@ -263,39 +320,50 @@ def process_items(ctx: PartitionContext, items: list[ManifestItem]) -> list[Samp
             raise
         except Exception as e:  # noqa: BLE001
             sample_failure = one_line(e)
+    sample_seconds, n_sampled = ctx.seconds.pop("sample", 0.0), ctx.items.pop("sample", 0)
     results = []
     for it in items:
-        if it.reject is not None:
-            results.append(SampleResult(it.line_no, rejects=[it.reject], samples=1))
-            continue
-        sample = it.sample
-        was_sampled = sample.responses is None and ctx.sampler is not None
-        if sample.responses is None and sample_failure is not None:
-            rej = RejectRecord(sample.sample_id, "sample", "sampler_error", sample_failure, -1)
-            results.append(SampleResult(it.line_no, rejects=[rej]))
-            continue
-        provenance = None
-        if sample.responses is None:
-            responses = sampled.get(sample.sample_id, [])
-            why = (getattr(ctx.sampler, "errors", None) or {}).get(sample.sample_id)
-            if not responses and why:
-                rej = RejectRecord(sample.sample_id, "sample", "no_responses", f"sampler: {why}", -1)
-                results.append(SampleResult(it.line_no, rejects=[rej]))
-                continue
-            sample = sample.model_copy(update={"responses": responses})
-            provenance = provenance_of(ctx.sampler, sample.sample_id, ctx.config.sampler_seed)
-        start = time.perf_counter()
-        try:
-            pairs, rejects = ctx.builder.process(sample, sampled=was_sampled, provenance=provenance)
-        except Exception as e:  # noqa: BLE001 - last line of defence: one sample never stops the run
-            rejects = [RejectRecord(sample.sample_id, "process", "internal_error", one_line(e), i)
-                       for i in range(len(sample.responses or []))] or [
-                RejectRecord(sample.sample_id, "process", "internal_error", one_line(e), -1)]
-            pairs = []
-        ctx.seconds["process"] += time.perf_counter() - start
-        ctx.items["process"] += 1
-        results.append(SampleResult(it.line_no, pairs, rejects, responses=len(sample.responses or [])))
+        before_s, before_n = Counter(ctx.builder.seconds), Counter(ctx.builder.counts)
+        result = _process_one(ctx, it, sampled, sample_failure)
+        result.seconds.update(Counter(ctx.builder.seconds) - before_s)
+        result.items.update(Counter(ctx.builder.counts) - before_n)
+        if n_sampled and it.sample is not None and it.sample.responses is None:
+            result.seconds["sample"] += sample_seconds / n_sampled
+            result.items["sample"] += 1
+        results.append(result)
     return results
+
+
+def _process_one(ctx: PartitionContext, it: ManifestItem, sampled: dict[str, list[str]],
+                 sample_failure: str | None) -> SampleResult:
+    if it.reject is not None:
+        return SampleResult(it.line_no, rejects=[it.reject], samples=1)
+    sample = it.sample
+    was_sampled = sample.responses is None and ctx.sampler is not None
+    if sample.responses is None and sample_failure is not None:
+        rej = RejectRecord(sample.sample_id, "sample", "sampler_error", sample_failure, -1)
+        return SampleResult(it.line_no, rejects=[rej])
+    provenance = None
+    if sample.responses is None:
+        responses = sampled.get(sample.sample_id, [])
+        why = (getattr(ctx.sampler, "errors", None) or {}).get(sample.sample_id)
+        if not responses and why:
+            rej = RejectRecord(sample.sample_id, "sample", "no_responses", f"sampler: {why}", -1)
+            return SampleResult(it.line_no, rejects=[rej])
+        sample = sample.model_copy(update={"responses": responses})
+        provenance = provenance_of(ctx.sampler, sample.sample_id, ctx.config.sampler_seed)
+    start = time.perf_counter()
+    try:
+        pairs, rejects = ctx.builder.process(sample, sampled=was_sampled, provenance=provenance)
+    except Exception as e:  # noqa: BLE001 - last line of defence: one sample never stops the run
+        rejects = [RejectRecord(sample.sample_id, "process", "internal_error", one_line(e), i)
+                   for i in range(len(sample.responses or []))] or [
+            RejectRecord(sample.sample_id, "process", "internal_error", one_line(e), -1)]
+        pairs = []
+    result = SampleResult(it.line_no, pairs, rejects, responses=len(sample.responses or []))
+    result.seconds["process"] += time.perf_counter() - start
+    result.items["process"] += 1
+    return result
 
 
 def batched(items: Iterable, n: int) -> Iterator[list]:
@@ -334,19 +402,6 @@ def peak_rss_mb() -> float:
     return round(rss / (1 << 20) if sys.platform == "darwin" else rss / 1024, 1)
 
 
-def _timed_batches(items: Iterable[ManifestItem], n: int, seconds: Counter, counts: Counter) -> Iterator[list]:
-    """``batched(items, n)``, adding the time spent reading and parsing the manifest to ``seconds``."""
-    it = batched(items, n)
-    while True:
-        t = time.perf_counter()
-        batch = next(it, None)
-        seconds["parse"] += time.perf_counter() - t
-        if batch is None:
-            return
-        counts["parse"] += len(batch)
-        yield batch
-
-
 def build_partition(plan: RunPlan, rank: int, progress: Callable[[int], None] | None = None,
                     workers: int = 1) -> PartitionResult:
     """Build the pairs of partition ``rank`` into its own folder; a finished partition returns at once.
@@ -356,6 +411,12 @@ def build_partition(plan: RunPlan, rank: int, progress: Callable[[int], None] | 
     processes the batches in a local process pool (``pipeline.pool``); the rows written are the same."""
     if not 0 <= rank < plan.world_size:
         raise RunError(f"rank {rank} is outside 0..{plan.world_size - 1}")
+    with lock_partition(plan, rank):
+        return _build_partition(plan, rank, progress, workers)
+
+
+def _build_partition(plan: RunPlan, rank: int, progress: Callable[[int], None] | None,
+                     workers: int = 1) -> PartitionResult:
     start = time.perf_counter()
     cfg = plan.config
     try:
@@ -371,23 +432,31 @@ def build_partition(plan: RunPlan, rank: int, progress: Callable[[int], None] | 
     builder = shared_builder(cfg, manifest_dir)
     ctx = PartitionContext(cfg, builder, shared_sampler(cfg, manifest_dir), Counter(), Counter())
     items = read_manifest(plan.samples_path, rank, plan.world_size, plan.duplicates, start_after=writer.last_line)
-    def in_process(batches: Iterable[list]) -> Iterator[tuple[list, list[SampleResult], Counter, Counter]]:
+    parse_time: dict[int, float] = {}
+
+    def read_batches() -> Iterator[list]:
+        it = batched(items, cfg.sampler.batch_size)
+        while True:
+            t = time.perf_counter()
+            batch = next(it, None)
+            if batch is None:
+                return
+            parse_time[id(batch)] = (time.perf_counter() - t) / len(batch)
+            yield batch
+
+    def in_process(batches: Iterable[list]) -> Iterator[tuple[list, list[SampleResult], None, None]]:
         for batch in batches:
-            before_s, before_n = Counter(builder.seconds), Counter(builder.counts)
-            results = _process_with_retries(ctx, batch)
-            yield batch, results, Counter(builder.seconds) - before_s, Counter(builder.counts) - before_n
+            yield batch, _process_with_retries(ctx, batch), None, None
 
     try:
-        batches = _timed_batches(items, cfg.sampler.batch_size, ctx.seconds, ctx.items)
+        batches = read_batches()
         stream = (process_in_pool(batches, cfg, manifest_dir, workers) if workers > 1 and ctx.sampler is None
                   else in_process(batches))
-        for batch, results, seconds, counts in stream:
-            ctx.seconds.update(seconds)
-            ctx.items.update(counts)
-            writer.note(ctx.seconds, ctx.items)
-            ctx.seconds.clear()
-            ctx.items.clear()
-            for r in results:
+        for batch, results, _seconds, _items in stream:
+            parse_seconds = parse_time.pop(id(batch), 0.0)
+            for r in results:  # each line's own figures travel with its rows (exact after a resume)
+                r.seconds["parse"] += parse_seconds
+                r.items["parse"] += 1
                 writer.add(r)
             if progress is not None:
                 progress(len(batch))
@@ -525,24 +594,29 @@ def run_markdown(manifest: dict) -> str:
 
 # -- the whole run, in this process -----------------------------------------------------------------
 def run(samples_path: str | Path, out_dir: str | Path, config: PipelineConfig, resume: bool = False,
-        progress: bool | None = None, partitions: int = 1, workers: int | None = 1) -> RunSummary:
+        progress: bool | None = None, partitions: int = 1, workers: int | None = 1,
+        wait_for_lock: bool = False) -> RunSummary:
     """Build the pairs of one manifest into ``out_dir``, partitions one after another, each over
     ``workers`` local processes (None: the machine's cores; the output does not depend on it).
-    ``progress``: None shows a bar on a terminal. Raises ``RunError`` when it cannot run at all."""
+    ``progress``: None shows a bar on a terminal. Raises ``RunError`` when it cannot run at all, or
+    when another process is writing ``out_dir`` (unless ``wait_for_lock``)."""
     from tqdm import tqdm
 
     try:
         workers = effective_workers(config, workers)
     except ValueError as e:
         raise RunError(str(e)) from e
-    plan = plan_run(samples_path, out_dir, config, resume, partitions)
-    if plan.complete:
+    plan = plan_run(samples_path, out_dir, config, resume, partitions, wait_for_lock=wait_for_lock)
+    try:
+        if plan.complete:
+            return merge_run(plan)
+        disable = None if progress is None else not progress
+        with tqdm(total=plan.items, unit="line", desc="build-pairs", disable=disable, file=sys.stderr) as bar:
+            for rank in range(plan.world_size):
+                try:
+                    build_partition(plan, rank, progress=bar.update, workers=workers)
+                except TransientSamplerError as e:
+                    raise RunError(f"sampler kept failing ({one_line(e)}); rerun with --resume") from e
         return merge_run(plan)
-    disable = None if progress is None else not progress
-    with tqdm(total=plan.items, unit="line", desc="build-pairs", disable=disable, file=sys.stderr) as bar:
-        for rank in range(plan.world_size):
-            try:
-                build_partition(plan, rank, progress=bar.update, workers=workers)
-            except TransientSamplerError as e:
-                raise RunError(f"sampler kept failing ({one_line(e)}); rerun with --resume") from e
-    return merge_run(plan)
+    finally:
+        release_run(plan)

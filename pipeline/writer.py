@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.faults import pause_point
+from pipeline.lock import LOCK_NAME, FileLock, acquire, holder_info
 from pipeline.metrics import word_edit_ratio
 from schemas.pair import (
     PAIR_SCHEMA,
@@ -65,6 +66,8 @@ class SampleResult:
     rejects: list[RejectRecord] = field(default_factory=list)
     responses: int = 0
     samples: int = 1
+    seconds: Counter = field(default_factory=Counter)  # stage seconds spent on this line (manifest stats)
+    items: Counter = field(default_factory=Counter)  # stage counts of this line
 
 
 def edit_ratio(pair: PairRecord) -> float:
@@ -195,11 +198,29 @@ def partition_dir(out_dir: Path, rank: int, world_size: int) -> Path:
 class RunState:
     run_id: str  # fresh per started run: a new folder never reuses a cached partition result
     complete: bool = False
+    resumed: bool = False  # an earlier start of this run had left state behind, and this one continues it
+    lock: FileLock | None = None  # the folder's writer lock (None for a complete folder)
 
 
-def open_run_state(out_dir: str | Path, run_key: str, world_size: int, resume: bool) -> RunState:
-    """Start (or, with ``resume``, continue) a run in ``out_dir``; refuse anything that would mix runs."""
-    out = Path(out_dir)
+def open_run_state(out_dir: str | Path, run_key: str, world_size: int, resume: bool, *,
+                   holder: dict | None = None, wait_for_lock: bool = False) -> RunState:
+    """Start (or, with ``resume``, continue) a run in ``out_dir``; refuse anything that would mix runs.
+
+    Takes the folder's writer lock (``pipeline.lock``) before anything is written, and keeps it in the
+    returned state: a second writer is refused (``LockHeld``) or, with ``wait_for_lock``, waits."""
+    while True:
+        state = _open_run_state(Path(out_dir), run_key, world_size, resume, holder or holder_info("run"),
+                                wait_for_lock)
+        if state is not None:
+            return state
+
+
+def _lock_folder(out: Path, holder: dict, wait: bool) -> FileLock | None:
+    return acquire(out / STATE_DIR / LOCK_NAME, holder, wait=wait, label=f"output folder {str(out)!r}")
+
+
+def _open_run_state(out: Path, run_key: str, world_size: int, resume: bool, holder: dict,
+                    wait: bool) -> RunState | None:
     state = out / STATE_DIR
     if (out / MANIFEST).exists():
         if resume:
@@ -207,30 +228,49 @@ def open_run_state(out_dir: str | Path, run_key: str, world_size: int, resume: b
             return RunState("", complete=True)
         raise OutputError(f"output folder {str(out)!r} already holds a complete run (manifest.json); "
                           "choose another --out")
-    if state.exists() and not resume:
-        raise OutputError(f"output folder {str(out)!r} holds an unfinished run; pass --resume to finish it")
-    if not state.exists() and out.exists() and any(out.glob("shard-*.parquet")):
+    existed = state.exists()
+    if not existed and out.exists() and any(out.glob("shard-*.parquet")):
         raise OutputError(f"output folder {str(out)!r} already holds shards; choose an empty folder")
+    lock = None
+    if existed:  # the holder's name first: "unfinished" may mean "being written right now"
+        lock = _lock_folder(out, holder, wait)
+        if lock is None:
+            return None
+        if not resume:
+            lock.release()
+            raise OutputError(f"output folder {str(out)!r} holds an unfinished run; pass --resume to finish it")
     try:
-        state.mkdir(parents=True, exist_ok=True)
-        probe = state / ".write-probe"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as e:
-        raise OutputError(f"output folder {str(out)!r} is not writable: {e.strerror or e}") from e
-    run_file = state / RUN_FILE
-    if run_file.exists():
-        previous = _read_json(run_file)
-        if previous.get("run_key") != run_key:
-            raise OutputError(f"cannot resume {str(out)!r}: it was started with a different configuration, "
-                              "manifest or partition count; use a new --out")
-        return RunState(previous["run_id"])
-    run_id = uuid.uuid4().hex
-    try:
-        _atomic_write_json(run_file, {"run_key": run_key, "run_id": run_id, "partitions": world_size})
-    except OSError as e:
-        raise OutputError(f"cannot write to {str(out)!r}: {e.strerror or e}") from e
-    return RunState(run_id)
+        try:
+            state.mkdir(parents=True, exist_ok=True)
+            probe = state / f".write-probe-{os.getpid()}"  # two starting writers never share one
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as e:
+            raise OutputError(f"output folder {str(out)!r} is not writable: {e.strerror or e}") from e
+        if lock is None:
+            lock = _lock_folder(out, holder, wait)
+            if lock is None:
+                return None
+        if (out / MANIFEST).exists():  # finished while this one waited
+            lock.release()
+            return None
+        run_file = state / RUN_FILE
+        if run_file.exists():
+            previous = _read_json(run_file)
+            if previous.get("run_key") != run_key:
+                raise OutputError(f"cannot resume {str(out)!r}: it was started with a different configuration, "
+                                  "manifest or partition count; use a new --out")
+            return RunState(previous["run_id"], resumed=True, lock=lock)
+        run_id = uuid.uuid4().hex
+        try:
+            _atomic_write_json(run_file, {"run_key": run_key, "run_id": run_id, "partitions": world_size})
+        except OSError as e:
+            raise OutputError(f"cannot write to {str(out)!r}: {e.strerror or e}") from e
+        return RunState(run_id, lock=lock)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
 
 
 # -- one partition -----------------------------------------------------------------------------------
@@ -296,12 +336,6 @@ class PartitionWriter:
                 shard.unlink()
 
     # -- writing -----------------------------------------------------------------------------
-    def note(self, seconds: dict[str, float] | None = None, items: dict[str, int] | None = None) -> None:
-        """Stage timings and counts spent on the buffered samples; committed with the next chunk, so
-        they survive a kill exactly as the rows they describe do."""
-        self._pending_seconds.update(seconds or {})
-        self._pending_items.update(items or {})
-
     def add(self, result: SampleResult) -> None:
         """Buffer one whole sample; a line at or before the last one added (a retried task) is a no-op."""
         if self.done is not None:
@@ -309,6 +343,8 @@ class PartitionWriter:
         if result.line_no <= self.last_line:
             return
         self.last_line = result.line_no
+        self._pending_seconds.update(result.seconds)  # committed with the rows they describe
+        self._pending_items.update(result.items)
         if self._first_line is None:
             self._first_line = result.line_no
         self._samples += result.samples

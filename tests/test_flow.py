@@ -209,3 +209,37 @@ def test_only_flows_import_prefect():
                 if any(n == "prefect" or n.startswith("prefect.") for n in names):
                     offenders.append(str(path.relative_to(REPO)))
     assert offenders == []
+
+
+def test_the_flow_refuses_a_held_folder_in_one_line_naming_the_holder(tmp_path):
+    """``python -m flows.build_pairs`` on a folder another process writes: exit 2, one line on stderr
+    naming that writer's host, pid and flow run; nothing written; no traceback."""
+    import subprocess
+    import sys
+
+    from pipeline.writer import STATE_DIR
+
+    out = tmp_path / "out"
+    lock = out / STATE_DIR / "lock"
+    code = ("import sys, time; from pipeline.lock import acquire, holder_info; "
+            "l = acquire(sys.argv[1], holder_info('run', 'the-other-flow-run')); print('held', flush=True); "
+            "time.sleep(300)")
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1", "DO_NOT_TRACK": "1",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
+    env.pop("PREFECT_API_URL", None)
+    holder = subprocess.Popen([sys.executable, "-c", code, str(lock)], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                              env=env)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        done = subprocess.run([sys.executable, "-m", "flows.build_pairs", str(SAMPLE), str(out), "--resume"],
+                              cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert done.returncode == 2, done.stderr
+    errors = [line for line in done.stderr.splitlines() if "error" in line.lower() or "Traceback" in line]
+    assert errors == [f"python -m flows.build_pairs: error: output folder {str(out)!r} is being written by host "
+                      f"{os.uname().nodename} pid {holder.pid} (flow run the-other-flow-run) since "
+                      f"{errors[0].split(' since ')[1]}"], done.stderr
+    assert "Warning" not in done.stderr  # the NLP stack's warnings are filtered
+    assert sorted(p.name for p in (out / STATE_DIR).iterdir()) == ["lock"]

@@ -126,6 +126,12 @@ def test_sigkill_at_every_stage_then_resume_gives_identical_tables(tmp_path, man
     m_clean, p_clean, r_clean = tables(clean)
     m_out, p_out, r_out = tables(out)
     assert m_out["counts"] == m_clean["counts"] and m_out["shards"] == m_clean["shards"]
+    # the stage counts of a run killed five times (twice mid-partition, with batches of 4 and chunks of
+    # 3 pairs that straddle each other) add up exactly to the uninterrupted run's
+    items = {k: v["items"] for k, v in m_out["stats"]["stages"].items()}
+    assert items == {k: v["items"] for k, v in m_clean["stats"]["stages"].items()}
+    assert items["parse"] == 60 and items["scan"] == 60 and items["merge"] == m_out["counts"]["pairs"]
+    assert m_out["stats"]["resumed"] is True and m_clean["stats"]["resumed"] is False
     assert p_out == p_clean and r_out == r_clean  # no pair lost, none duplicated, same order
     assert len({p["pair_id"] for p in p_out}) == len(p_out) == m_out["counts"]["pairs"] > 0
     assert {r["reason"] for r in r_out} >= {"invalid_json", "empty_response", "duplicate_sample_id"}

@@ -145,6 +145,12 @@ def test_crash_mid_run_then_resume_gives_the_same_tables(tmp_path, messy_manifes
     assert out[1] == clean[1] and out[2] == clean[2]
     assert out[0]["counts"] == clean[0]["counts"] and out[0]["shards"] == clean[0]["shards"]
     assert out[0]["stats"]["resumed"] and not clean[0]["stats"]["resumed"]
+    stage_items = {k: v["items"] for k, v in out[0]["stats"]["stages"].items()}
+    assert stage_items == {k: v["items"] for k, v in clean[0]["stats"]["stages"].items()}  # exact after resume
+    assert stage_items["parse"] == 12
+    fresh = tmp_path / "fresh"  # --resume on a folder with nothing to resume is a fresh run, and says so
+    run(messy_manifest, fresh, cfg, resume=True, progress=False, partitions=partitions)
+    assert read_out(fresh)[0]["stats"]["resumed"] is False
     ids = [p["pair_id"] for p in out[1]]
     assert len(ids) == len(set(ids))
 
