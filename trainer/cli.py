@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         close()
-    print(f"train-pairs: done; metrics in {run_dir / 'metrics.jsonl'}, model in {run_dir / 'final'}")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"train-pairs: done; metrics in {run_dir / 'metrics.jsonl'}, model in {run_dir / 'final'}")
     return 0
 
 

@@ -41,9 +41,10 @@ def init_world(device_type: str) -> World:
 def average_gradients(params: list[torch.nn.Parameter], world: World) -> None:
     if world.size == 1:
         return
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
+    for p in params:  # a process whose batch had no image leaves the vision tower without gradients
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    grads = [p.grad for p in params]
     flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat, op=dist.ReduceOp.SUM)
     flat /= world.size
@@ -57,7 +58,7 @@ def average_metrics(metrics: dict[str, float], world: World) -> dict[str, float]
     """Mean over processes (each holds the same number of pairs, so this is the global batch mean)."""
     if world.size == 1:
         return metrics
-    keys = sorted(metrics)
+    keys = list(metrics)
     values = torch.tensor([metrics[k] for k in keys], dtype=torch.float64)
     dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return {k: float(v) / world.size for k, v in zip(keys, values.tolist(), strict=True)}
