@@ -70,8 +70,9 @@ def response_hidden(model, batch: PairBatch, rows: Tensor | None = None, image_i
 
 
 def _chunk_logps(head: Head, hidden: Tensor, labels: Tensor) -> Tensor:
+    # log p(y) = z_y - logsumexp(z): no second [chunk, V] tensor for the log-softmax
     logits = head(hidden)
-    return torch.log_softmax(logits, dim=-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    return logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
 def chunked_logps(head: Head, hidden: Tensor, labels: Tensor, mask: Tensor, chunk: int = DEFAULT_CHUNK) -> Tensor:
