@@ -47,7 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward")
     p.add_argument("--logps-chunk", type=int, default=1024, help="response tokens per output-head chunk")
     p.add_argument("--report-to", nargs="+", default=["none"], help="none, tensorboard, wandb (offline)")
-    p.add_argument("--cache-ref", action="store_true", help="cache reference log-probs (presets without KL)")
+    p.add_argument("--cache-ref", action=argparse.BooleanOptionalAction, default=None,
+                   help="reference log-probs once per pair (default: on for presets without the KL)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16-mixed"])
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers encoding batches (default 0)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")

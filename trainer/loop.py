@@ -69,7 +69,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     logps_chunk: int = DEFAULT_CHUNK  # response tokens per chunk of the output head
     report_to: tuple[str, ...] = ()  # tensorboard, wandb (offline)
-    cache_ref: bool = False
+    cache_ref: bool | None = None  # None: on for presets without the KL (reference log-probs once per pair)
     max_length: int | None = None
     precision: str = "auto"  # auto | fp32 | bf16-mixed
     device: str | None = None
@@ -232,7 +232,8 @@ def train(cfg: TrainConfig) -> Path:
         policy = add_lora(policy, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, rslora=cfg.rslora)
     reference = Reference(policy, dtype=ref_dtype)
     policy.train()
-    cache = RefLogpsCache() if cfg.cache_ref and not preset.needs_kl else None
+    use_cache = (not preset.needs_kl) if cfg.cache_ref is None else cfg.cache_ref
+    cache = RefLogpsCache() if use_cache and not preset.needs_kl else None
     if cfg.cache_ref and cache is None:
         log.warning("--cache-ref ignored: preset %s needs the reference's full distribution (KL)", preset.name)
 
