@@ -30,6 +30,9 @@ class World:
 
 def init_world(device_type: str) -> World:
     """The process group from the launcher's environment (RANK, WORLD_SIZE); one process otherwise."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true"):
+        raise ValueError("FSDP is not supported by train-pairs yet (parameters are not sharded); use a DDP "
+                         "launch (torchrun, configs/accelerate/ddp_gpu.yaml), with --lora for large models")
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
         return World()
