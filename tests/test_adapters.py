@@ -81,7 +81,7 @@ def test_mixed_batch_log_probs_equal_each_row_alone(family, tiny_models, mixed_s
     pairs = [encoder(shards[i]) for i in range(len(shards))]
     batch = collate_pairs(pairs, adapter)
     rows = [(p, p.chosen_ids) for p in pairs] + [(p, p.rejected_ids) for p in pairs]
-    for i, (pair, resp) in enumerate(rows):
+    for i, (_, resp) in enumerate(rows):
         assert batch.labels[i, : len(resp)].tolist() == resp  # labels are the response ids, nothing else
     with torch.no_grad():
         got = chunked_logps(head_of(model), response_hidden(model, batch), batch.labels, batch.response_mask,

@@ -29,8 +29,8 @@ from trainer.data import (  # noqa: E402
     shard_files,
 )
 from trainer.devdata import SHARED_DATA, iu_text_pairs, vqa_image_pairs, write_shard  # noqa: E402
-from trainer.loop import TrainConfig, preference_step, train  # noqa: E402
 from trainer.logps import chunked_logps, head_of, response_hidden  # noqa: E402
+from trainer.loop import TrainConfig, preference_step, train  # noqa: E402
 from trainer.model import Reference, load_policy, peft_available  # noqa: E402
 
 
