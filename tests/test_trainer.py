@@ -415,3 +415,26 @@ def test_trl_dpo_trainer_trains_image_shards_unchanged(pipeline_image_shards, ti
     assert rows[0]["prompt"].startswith("<image>")
     result = trl_two_steps(pipeline_image_shards, tiny, tmp_path / "trl-img")
     assert result["steps"] == 2 and 0 < result["loss"] < 5
+
+
+def test_report_to_tensorboard_and_wandb_offline_beside_metrics(tiny, mixed_shards, tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard", reason="tensorboard not installed (pip install '.[tracking]')")
+    pytest.importorskip("wandb", reason="wandb not installed (pip install '.[tracking]')")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = train(TrainConfig(shards=mixed_shards, out=tmp_path / "run", model=tiny, steps=3, batch_size=2,
+                            progress=False, report_to=("tensorboard", "wandb")))
+    losses = [m["loss"] for m in read_metrics(run)]
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3]
+    assert [e.value for e in events.Scalars("train/loss")] == pytest.approx(losses, rel=1e-6)
+    offline = list((run / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1 and list(offline[0].glob("*.wandb"))
+
+
+def test_report_to_unknown_name_lists_the_valid_ones(mixed_shards, tmp_path):
+    with pytest.raises(ValueError, match="mlflow.*tensorboard, wandb"):
+        train(TrainConfig(shards=mixed_shards, out=tmp_path / "r", steps=1, report_to=("mlflow",)))
