@@ -142,6 +142,23 @@ class ModelAdapter:
                     extra[key] = torch.cat([extra[key].new_zeros(1, 1), extra[key]], dim=1)
         return fixed, extra
 
+    def image_grids(self, extra: dict[str, Tensor], ids: list[int]) -> list[tuple[int, int]]:
+        """The (rows, columns) grid of visual tokens of each image of one example (MedAlign's terms
+        compare structures on this grid). Default: square blocks of image tokens."""
+        image_id = self.image_token_id()
+        n_images = len(extra["pixel_values"]) if "pixel_values" in extra else 0
+        per = ids.count(image_id) // max(n_images, 1)
+        side = int(round(per ** 0.5))
+        if n_images == 0 or side * side != per:
+            raise AdapterError(f"model {self.model_dir} ({self.name}): image tokens are not one square grid per "
+                               "image; MedAlign's terms need one")
+        return [(side, side)] * n_images
+
+    def image_token_id(self) -> int:
+        """The id of the expanded image tokens (the soft tokens the visual features replace)."""
+        token = getattr(self.tokenizer, "image_token", None) or self.image_token
+        return self.tokenizer.convert_tokens_to_ids(token)
+
     # -- batching --------------------------------------------------------------------------------------
     def collate(self, rows: list[tuple[list[int], dict[str, Tensor], int]], length: int,
                 left_pad: bool = False) -> dict[str, Tensor]:

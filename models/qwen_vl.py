@@ -80,3 +80,7 @@ class QwenVLAdapter(ModelAdapter):
         ids = self.with_bos(self.tokenizer(text, add_special_tokens=False).input_ids)
         mm = (torch.tensor([ids]) == proc.image_token_id).long()
         return ids, {"pixel_values": enc["pixel_values"], "image_grid_thw": grid, "mm_token_type_ids": mm}
+
+    def image_grids(self, extra: dict[str, Tensor], ids: list[int]) -> list[tuple[int, int]]:
+        merge = self.processor.image_processor.merge_size
+        return [(int(h) // merge, int(w) // merge) for _, h, w in extra["image_grid_thw"].tolist()]

@@ -65,3 +65,53 @@ def test_cosine_matrix_is_symmetric_with_unit_diagonal():
     s = cosine_matrix(x)
     torch.testing.assert_close(s, s.T)
     torch.testing.assert_close(torch.diagonal(s), torch.ones(5))
+
+
+def tiny_clip_teacher(out):
+    """A tiny random CLIP vision model folder (the teacher), built offline."""
+    from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModel
+
+    torch.manual_seed(0)
+    config = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                              image_size=64, patch_size=16)
+    CLIPVisionModel(config).save_pretrained(out)
+    CLIPImageProcessorPil(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64}).save_pretrained(out)
+    return out
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+@pytest.mark.parametrize("preset", ["medalign", "fire-mpo+medalign"])
+def test_medalign_presets_train_with_a_tiny_clip_teacher(family, preset, shared, tmp_path):
+    import json
+
+    from models.tiny import build_tiny
+    from pipeline.tiny_model import load_project_tokenizer
+    from trainer.devdata import iu_text_pairs, two_view_pairs, vqa_image_pairs, write_shard
+    from trainer.loop import TrainConfig, train
+
+    shared("vqa_rad", "qa.jsonl")
+    tok = load_project_tokenizer()
+    shards = tmp_path / "shards"
+    write_shard(iu_text_pairs(tok, limit=1), shards, "shard-00000.parquet")
+    write_shard(vqa_image_pairs(tok, limit=2), shards, "shard-00001.parquet")
+    write_shard(two_view_pairs(tok, limit=1), shards, "shard-00002.parquet")
+    model = build_tiny(family, tmp_path / family)
+    run = train(TrainConfig(shards=shards, out=tmp_path / "run", model=model, steps=3, batch_size=4, lr=5e-3,
+                            preset=preset, teacher=tiny_clip_teacher(tmp_path / "clip"), progress=False))
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = [m["loss"] for m in metrics]
+    assert all(math.isfinite(v) for v in losses) and len(set(losses)) > 1
+    assert all(m["sim"] > 0 and m["attn"] > 0 for m in metrics)
+    state = torch.load(run / "checkpoints" / "step-000003" / "trainer_state.pt", weights_only=False)
+    assert state["medalign"]["projection"].abs().sum() > 0  # the zero-initialised projection was trained
+
+
+def test_medalign_preset_without_teacher_is_a_clear_error(shared, tmp_path):
+    from pipeline.tiny_model import load_project_tokenizer
+    from trainer.devdata import vqa_image_pairs, write_shard
+    from trainer.loop import TrainConfig, train
+
+    shared("vqa_rad", "qa.jsonl")
+    shards = write_shard(vqa_image_pairs(load_project_tokenizer(), limit=2), tmp_path / "s")
+    with pytest.raises(ValueError, match="needs --teacher"):
+        train(TrainConfig(shards=shards, out=tmp_path / "run", steps=1, preset="medalign", progress=False))

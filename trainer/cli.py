@@ -46,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rslora", action="store_true", help="rank-stabilised LoRA scaling alpha/sqrt(r)")
     p.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward")
     p.add_argument("--logps-chunk", type=int, default=1024, help="response tokens per output-head chunk")
+    p.add_argument("--teacher", type=Path, default=None, help="MedAlign presets: local CLIP vision model folder")
+    p.add_argument("--medalign-layer", type=int, default=None, help="policy layer aligned (default: middle)")
     p.add_argument("--report-to", nargs="+", default=["none"], help="none, tensorboard, wandb (offline)")
     p.add_argument("--cache-ref", action=argparse.BooleanOptionalAction, default=None,
                    help="reference log-probs once per pair (default: on for presets without the KL)")
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed, save_every=args.save_every, keep_checkpoints=args.keep_checkpoints, resume=args.resume,
         lora=args.lora, lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
         rslora=args.rslora, gradient_checkpointing=args.gradient_checkpointing, logps_chunk=args.logps_chunk,
-        report_to=tuple(args.report_to), cache_ref=args.cache_ref, precision=args.precision,
+        report_to=tuple(args.report_to), teacher=args.teacher, medalign_layer=args.medalign_layer, cache_ref=args.cache_ref, precision=args.precision,
         device=args.device, num_workers=args.workers, progress=not args.no_progress, beta=args.beta, gamma=args.gamma,
         lambda_=args.lambda_, alpha=args.alpha,
     )

@@ -93,6 +93,7 @@ class EncodedPair:
     image_inputs: dict[str, Tensor] = field(default_factory=dict)  # clean images (pixel_values, ...)
     corrupt_inputs: dict[str, Tensor] | None = None  # same prompt, corrupted images; None: no visual term
     masks_rederived: bool = False
+    teacher_pixels: Tensor | None = None  # [images, 3, H, W] for a MedAlign teacher; None: not asked for
 
 
 def decode_images(images: list[dict] | None, base: Path, pair_id: str, column: str) -> list[Image.Image]:
@@ -136,8 +137,10 @@ class PairEncoder:
     rendered and tokenized exactly as the sampler renders it, so the policy is trained on the layout it
     answered in (a shard prompt's `<image>` placeholders are taken out; images enter through the template)."""
 
-    def __init__(self, adapter, base_dir: Path = Path("."), max_length: int | None = None):
+    def __init__(self, adapter, base_dir: Path = Path("."), max_length: int | None = None,
+                 teacher_processor=None):
         self.adapter = adapter
+        self.teacher_processor = teacher_processor
         self.tokenizer = adapter.tokenizer
         self.base_dir = Path(base_dir)
         self.max_length = max_length
@@ -186,7 +189,10 @@ class PairEncoder:
                             "max_length %d", pair_id, len(prompt_ids), self.max_length)
                 return None
             ids_c, ids_r, mask_c, mask_r = ids_c[:room], ids_r[:room], mask_c[:room], mask_r[:room]
-        return EncodedPair(pair_id, prompt_ids, ids_c, ids_r, mask_c, mask_r, clean, corrupt, rederived)
+        teacher = None
+        if self.teacher_processor is not None and images:
+            teacher = self.teacher_processor(images=images, return_tensors="pt")["pixel_values"]
+        return EncodedPair(pair_id, prompt_ids, ids_c, ids_r, mask_c, mask_r, clean, corrupt, rederived, teacher)
 
 
 @dataclass
@@ -208,6 +214,17 @@ class PairBatch:
     corrupt_pairs: Tensor  # [B'] indices of the pairs that have corrupted images
     corrupt_inputs: dict[str, Tensor]  # corrupted images of rows (corrupt_pairs, corrupt_pairs + B), in order
     n_rederived: int = 0  # pairs whose masks were re-derived from edits (shard ids != tokenizer ids)
+    teacher_pixels: Tensor | None = None  # MedAlign teacher inputs of every pair's images, pair order
+    prompt_lens: Tensor | None = None  # [B] prompt length of each pair
+    teacher_counts: list[int] | None = None  # images of each pair in teacher_pixels
+    image_grids: list[list[tuple[int, int]]] | None = None  # visual-token grid of each image (MedAlign)
+
+    def chosen_image_inputs(self, adapter) -> dict[str, Tensor]:
+        """The clean-image inputs of the B chosen rows alone: per-row inputs are the first B rows, per-image
+        (or per-patch) inputs the first half, since rows were concatenated chosen first."""
+        n = self.num_pairs
+        per_row = set(adapter.token_inputs) | set(adapter.sample_inputs)
+        return {k: v[:n] if k in per_row else v[: len(v) // 2] for k, v in self.image_inputs.items()}
 
     @property
     def num_pairs(self) -> int:
@@ -219,7 +236,9 @@ class PairBatch:
 
         return PairBatch(self.pair_ids, *(move(getattr(self, f)) for f in (
             "input_ids", "attention_mask", "label_pos", "labels", "response_mask", "edit_mask",
-            "image_inputs", "corrupt_pairs", "corrupt_inputs")), self.n_rederived)
+            "image_inputs", "corrupt_pairs", "corrupt_inputs")), self.n_rederived,
+            None if self.teacher_pixels is None else self.teacher_pixels.to(device), self.prompt_lens,
+            self.teacher_counts, self.image_grids)
 
 
 def collate_pairs(pairs: list[EncodedPair | None], adapter) -> PairBatch:
@@ -265,6 +284,12 @@ def collate_pairs(pairs: list[EncodedPair | None], adapter) -> PairBatch:
         corrupt_pairs=torch.tensor(corrupt_pairs, dtype=torch.long),
         corrupt_inputs=corrupt,
         n_rederived=sum(p.masks_rederived for p in pairs),
+        teacher_pixels=torch.cat([p.teacher_pixels for p in pairs if p.teacher_pixels is not None])
+        if any(p.teacher_pixels is not None for p in pairs) else None,
+        prompt_lens=torch.tensor([len(p.prompt_ids) for p in pairs]),
+        teacher_counts=[0 if p.teacher_pixels is None else len(p.teacher_pixels) for p in pairs],
+        image_grids=[adapter.image_grids(p.image_inputs, p.prompt_ids) if p.teacher_pixels is not None else []
+                     for p in pairs] if any(p.teacher_pixels is not None for p in pairs) else None,
     )
 
 

@@ -32,7 +32,7 @@ from trainer.data import (
     shard_files,
 )
 from trainer.distributed import World, average_gradients, average_metrics, barrier, init_world
-from trainer.logps import DEFAULT_CHUNK, chunked_kl, chunked_logps, head_of, response_hidden
+from trainer.logps import DEFAULT_CHUNK, chunked_kl, chunked_logps, head_of, response_hidden, unwrap
 from trainer.losses import preference_loss
 from trainer.model import Reference, RefLogpsCache, add_lora, load_policy, save_pretrained
 from trainer.presets import Preset, get_preset
@@ -69,6 +69,8 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     logps_chunk: int = DEFAULT_CHUNK  # response tokens per chunk of the output head
     report_to: tuple[str, ...] = ()  # tensorboard, wandb (offline)
+    teacher: Path | None = None  # MedAlign presets: a local CLIP-style vision model folder
+    medalign_layer: int | None = None  # policy layer whose visual tokens are aligned (default: the middle one)
     cache_ref: bool | None = None  # None: on for presets without the KL (reference log-probs once per pair)
     max_length: int | None = None
     precision: str = "auto"  # auto | fp32 | bf16-mixed
@@ -143,12 +145,26 @@ def preference_step(
     )
 
 
+def sft_step(policy, adapter, batch: PairBatch, chunk: int = DEFAULT_CHUNK) -> tuple[Tensor, dict[str, float]]:
+    """Supervised fine-tuning on the chosen responses: per pair, the mean negative log-likelihood of its
+    response tokens,  L = - (1 / |y_w|) sum_t log pi_theta(y_w,t | x, y_w,<t)."""
+    n = batch.num_pairs
+    rows = torch.arange(n, device=batch.input_ids.device)
+    mask = batch.response_mask[:n]
+    hidden = response_hidden(policy, batch, rows, batch.chosen_image_inputs(adapter))
+    logps = chunked_logps(head_of(policy), hidden, batch.labels[:n], mask, chunk)
+    losses = -(logps * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+    mean = float(losses.detach().mean())
+    return losses, {"loss": mean, "nll": mean}
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     found = sorted((run_dir / "checkpoints").glob("step-*/trainer_state.pt"))
     return found[-1].parent if found else None
 
 
-def save_checkpoint(run_dir: Path, step: int, policy, adapter, optimizer, scheduler, keep: int) -> Path:
+def save_checkpoint(run_dir: Path, step: int, policy, adapter, optimizer, scheduler, keep: int,
+                    extra: dict | None = None) -> Path:
     """checkpoints/step-NNNNNN/: the model (save_pretrained) and trainer_state.pt; state written last."""
     ckpt = run_dir / "checkpoints" / f"step-{step:06d}"
     save_pretrained(policy, adapter, ckpt)
@@ -157,6 +173,7 @@ def save_checkpoint(run_dir: Path, step: int, policy, adapter, optimizer, schedu
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+        **(extra or {}),
     }
     torch.save(state, ckpt / "trainer_state.pt.tmp")
     (ckpt / "trainer_state.pt.tmp").rename(ckpt / "trainer_state.pt")
@@ -237,13 +254,31 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.cache_ref and cache is None:
         log.warning("--cache-ref ignored: preset %s needs the reference's full distribution (KL)", preset.name)
 
+    medalign = None
+    teacher_processor = None
+    if preset.medalign:
+        if cfg.teacher is None:
+            raise ValueError(f"preset {preset.name} needs --teacher DIR (a local CLIP-style vision model folder)")
+        from trainer.medalign_terms import MedAlignTerms, load_teacher
+
+        teacher, teacher_processor = load_teacher(cfg.teacher, device)
+        base = unwrap(policy)
+        base.set_attn_implementation("eager")  # the terms read one layer's attention weights
+        text = base.config.get_text_config()
+        layer = cfg.medalign_layer or max(1, text.num_hidden_layers // 2)
+        medalign = MedAlignTerms(teacher, adapter, text.hidden_size, layer, preset.sim_weight,
+                                 preset.attn_weight).to(device)
+
     # 3. Data: shard rows -> encoded pairs -> padded 2B-row batches, this process's slice of each.
     shards = PairShards(cfg.shards)
-    encoder = PairEncoder(adapter, base_dir=shards.shards_dir, max_length=cfg.max_length)
+    encoder = PairEncoder(adapter, base_dir=shards.shards_dir, max_length=cfg.max_length,
+                          teacher_processor=teacher_processor)
     shard_tok = read_manifest_tokenizer(cfg.shards)
 
     # 4. Optimiser and schedule.
     trainable = [p for p in policy.parameters() if p.requires_grad]
+    if medalign is not None:
+        trainable.append(medalign.projection)
     optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=cfg.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
 
@@ -259,6 +294,8 @@ def train(cfg: TrainConfig) -> Path:
         torch.set_rng_state(state["rng"]["torch"])
         random.setstate(state["rng"]["python"])
         start_step = state["step"]
+        if medalign is not None and "medalign" in state:
+            medalign.load_state_dict(state["medalign"])
         if world.main:
             print(f"train-pairs: resuming from {ckpt} at step {start_step}")
     trackers = None
@@ -273,6 +310,9 @@ def train(cfg: TrainConfig) -> Path:
                     "shard_tokenizer": shard_tok, "pairs": len(shards)}
         (run_dir / "train_config.json").write_text(json.dumps(resolved, indent=2))
         trackers = Trackers(reporters, run_dir, resolved)
+
+    def saved_extra() -> dict:
+        return {"medalign": medalign.state_dict()} if medalign is not None else {}
 
     stream_of = BatchStream(shards, encoder, cfg.batch_size, cfg.seed, skip=start_step * cfg.grad_accum,
                             rank=world.rank, world=world.size)
@@ -294,7 +334,14 @@ def train(cfg: TrainConfig) -> Path:
                 batch = next(stream)
                 rederived += batch.n_rederived
                 with autocast:
-                    losses, metrics = preference_step(policy, reference, batch, preset, cache, cfg.logps_chunk)
+                    if preset.sft:
+                        losses, metrics = sft_step(policy, adapter, batch, cfg.logps_chunk)
+                    else:
+                        losses, metrics = preference_step(policy, reference, batch, preset, cache, cfg.logps_chunk)
+                    if medalign is not None:
+                        terms, extra = medalign(policy, batch)
+                        losses = losses + terms
+                        metrics = {**metrics, "loss": float(losses.detach().mean()), **extra}
                 (losses.mean() / cfg.grad_accum).backward()
                 for key, value in metrics.items():
                     totals[key] = totals.get(key, 0.0) + value / cfg.grad_accum
@@ -310,9 +357,10 @@ def train(cfg: TrainConfig) -> Path:
                 metrics_file.write(json.dumps(record) + "\n")
                 metrics_file.flush()
                 trackers.log(record)
-            bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['reward_accuracy']:.2f}")
+            bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record.get('reward_accuracy', 0):.2f}")
             if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps and world.main:
-                save_checkpoint(run_dir, step + 1, policy, adapter, optimizer, scheduler, cfg.keep_checkpoints)
+                save_checkpoint(run_dir, step + 1, policy, adapter, optimizer, scheduler, cfg.keep_checkpoints,
+                                saved_extra())
     finally:
         if metrics_file is not None:
             metrics_file.close()
@@ -322,7 +370,8 @@ def train(cfg: TrainConfig) -> Path:
     # 7. The final checkpoint (resumable) and the trained model, written by the main process.
     if world.main:
         if cfg.steps > start_step:
-            save_checkpoint(run_dir, cfg.steps, policy, adapter, optimizer, scheduler, cfg.keep_checkpoints)
+            save_checkpoint(run_dir, cfg.steps, policy, adapter, optimizer, scheduler, cfg.keep_checkpoints,
+                            saved_extra())
         save_pretrained(policy, adapter, run_dir / "final")
         if rederived:
             print(f"train-pairs: {rederived} pair encodings re-derived their token masks from the edits "
