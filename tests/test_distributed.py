@@ -63,3 +63,30 @@ def test_two_gloo_processes_equal_one_process_with_the_global_batch(shared, tmp_
     assert sorted(p.name for p in (tmp_path / "two" / "checkpoints").iterdir()) == ["step-000004"]
     assert torch.load(tmp_path / "two" / "checkpoints" / "step-000004" / "trainer_state.pt",
                       weights_only=False)["step"] == 4
+
+
+def test_a_two_process_checkpoint_resumes_on_one_process(shared, tmp_path):
+    """The checkpoint holds the full optimiser state and the position in the global batch order, so a run
+    checkpointed under torchrun (2 x 2 pairs) continues on one process (1 x 4 pairs) as if uninterrupted."""
+    shared("vqa_rad", "qa.jsonl")
+    tok = load_project_tokenizer()
+    shards = tmp_path / "shards"
+    write_shard(iu_text_pairs(tok, limit=4), shards, "shard-00000.parquet")
+    write_shard(vqa_image_pairs(tok, limit=4), shards, "shard-00001.parquet")
+    model = build_tiny("llava", tmp_path / "llava")
+    common = ["--shards", str(shards), "--model", str(model), "--steps", "4", "--lr", "5e-3", "--no-progress",
+              "--save-every", "2", "--keep-checkpoints", "5"]
+    run([str(BIN / "train-pairs"), "--out", str(tmp_path / "whole"), "--batch-size", "4", *common], tmp_path)
+    run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(BIN / "train-pairs"),
+         "--out", str(tmp_path / "moved"), "--batch-size", "2", *common], tmp_path)
+    import shutil
+
+    shutil.rmtree(tmp_path / "moved" / "checkpoints" / "step-000004")  # as if it died after step 2
+    run([str(BIN / "train-pairs"), "--out", str(tmp_path / "moved"), "--batch-size", "4", "--resume", *common],
+        tmp_path)
+
+    def losses(name):
+        return [json.loads(line)["loss"] for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+
+    assert len(losses("moved")) == 4
+    assert losses("moved") == pytest.approx(losses("whole"), abs=1e-5)
