@@ -8,10 +8,14 @@ aspect ratios in one batch.
 
 from __future__ import annotations
 
-from models.base import ModelAdapter
+from models.base import AdapterError, ModelAdapter
 
 
 class Idefics3Adapter(ModelAdapter):
     name = "idefics3"
     model_types = ("idefics3", "smolvlm")
     sample_inputs = ("pixel_values", "pixel_attention_mask")
+
+    def image_grids(self, extra, ids):
+        raise AdapterError(f"model {self.model_dir} ({self.name}): tiled images have no single token grid; "
+                           "MedAlign's terms are not supported for this family")

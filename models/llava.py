@@ -7,9 +7,15 @@ depends on the aspect ratio (padded with zero tiles, which `image_sizes` tells t
 
 from __future__ import annotations
 
-from models.base import ModelAdapter
+from models.base import AdapterError, ModelAdapter
 
 
 class LlavaAdapter(ModelAdapter):
     name = "llava"
     model_types = ("llava", "llava_next", "llava_onevision")
+
+    def image_grids(self, extra, ids):
+        if self.config.get("model_type") != "llava":
+            raise AdapterError(f"model {self.model_dir} ({self.config.get('model_type')}): tiled images have no "
+                               "single token grid; MedAlign's terms are not supported for this family")
+        return super().image_grids(extra, ids)
