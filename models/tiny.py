@@ -32,8 +32,6 @@ def family_tokenizer(named: dict[str, str] | None = None, extra: list[str] | Non
     named = dict(named or {})
     kwargs = {"extra_special_tokens": named} if named else {}
     tok = tf.AutoTokenizer.from_pretrained(str(TOKENIZER_DIR), **kwargs)
-    if "image_token" not in named:  # the project tokenizer's <image> belongs to LLaVA-style families
-        tok.image_token = named.get("image_token", tok.image_token)
     if extra:
         tok.add_special_tokens({"additional_special_tokens": extra}, replace_extra_special_tokens=False)
     if bos is not None:

@@ -1,8 +1,8 @@
-"""Policy, reference and the forward pass that scores response tokens.
+"""Policy and reference: loading through the model's adapter, LoRA on the language model, the frozen
+reference, and the cache of reference log-probs.
 
 Why here and not in the loop: how to get a frozen reference (a copy, or the same weights with LoRA adapters
-switched off) and how to read response logits out of any HF vision-language model are details the recipe
-in loop.py should not have to show.
+switched off) is a detail the recipe in loop.py should not have to show. Scoring lives in trainer/logps.py.
 """
 
 from __future__ import annotations
