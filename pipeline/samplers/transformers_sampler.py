@@ -74,13 +74,6 @@ def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_generation_model(model_dir: str, device: str, dtype: torch.dtype | None):
-    """The model of ``model_dir`` as its family's adapter loads it (models/), in eval mode."""
-    from models import get_adapter
-
-    return get_adapter(model_dir).load_model(dtype=dtype, device=device).eval()
-
-
 class TransformersSampler:
     """``n`` responses per sample from a local Hugging Face model with ``generate``.
 
@@ -246,4 +239,4 @@ class TransformersSampler:
         return [stop_truncate(t, stop).strip() for t in decoded]
 
 
-__all__ = ["TransformersSampler", "load_generation_model"]
+__all__ = ["TransformersSampler"]
