@@ -26,12 +26,17 @@ from trainer.data import (  # noqa: E402
     PairShards,
     collate_pairs,
     rederive_masks,
-    render_prompt,
     shard_files,
 )
 from trainer.devdata import SHARED_DATA, iu_text_pairs, vqa_image_pairs, write_shard  # noqa: E402
+from trainer.logps import chunked_logps, head_of, response_hidden  # noqa: E402
 from trainer.loop import TrainConfig, preference_step, train  # noqa: E402
-from trainer.model import Reference, load_policy, peft_available, response_logits  # noqa: E402
+from trainer.model import Reference, load_policy, peft_available  # noqa: E402
+
+
+def response_logps(model, batch):
+    """Per-token log-probs of every response token of the batch's 2B rows, as the trainer scores them."""
+    return chunked_logps(head_of(model), response_hidden(model, batch), batch.labels, batch.response_mask)
 from trainer.presets import get_preset  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,9 +79,9 @@ def mixed_shards(tokenizer, tmp_path_factory):
 
 
 def encoded(policy, shards_dir, **kw):
-    _, processor = policy
+    _, adapter = policy
     shards = PairShards(shards_dir)
-    encoder = PairEncoder(processor, base_dir=shards_dir, **kw)
+    encoder = PairEncoder(adapter, base_dir=shards_dir, **kw)
     return shards, encoder
 
 
@@ -94,7 +99,7 @@ def test_shard_masks_are_used_when_token_ids_match(policy, iu_shards, tokenizer)
     assert pair.rejected_mask == row["rejected_token_mask"] + [0]
     assert not pair.masks_rederived and encoder.n_rederived == 0
     # prompt tokenized alone: exactly the chat-formatted prompt, no response token merged into it
-    text = render_prompt(encoder.processor, row["prompt"], 0)
+    text = encoder.adapter.render_prompt(row["prompt"], 0)
     assert text.startswith("<|user|> ") and text.endswith("<|assistant|> ")
     assert pair.prompt_ids == tokenizer(text, add_special_tokens=False).input_ids
     assert pair.image_inputs == {} and pair.corrupt_inputs is None  # text-only pair, text-only run
@@ -138,34 +143,37 @@ def test_image_tokens_are_never_truncated(policy, mixed_shards):
     shards, encoder = encoded(policy, mixed_shards)
     image_row = shards[len(shards) - 1]
     full = encoder(image_row)
-    image_id = encoder.processor.tokenizer.image_token_id
+    image_id = encoder.tokenizer.image_token_id
     assert full.prompt_ids.count(image_id) == IMAGE_TOKENS
     assert tuple(full.image_inputs["pixel_values"].shape) == (1, 3, 224, 224)
     assert not torch.equal(full.image_inputs["pixel_values"], full.corrupt_inputs["pixel_values"])
-    cut = PairEncoder(encoder.processor, max_length=len(full.prompt_ids) + 1)(image_row)
+    cut = PairEncoder(encoder.adapter, max_length=len(full.prompt_ids) + 1)(image_row)
     assert cut.prompt_ids == full.prompt_ids and len(cut.chosen_ids) == 1
-    assert PairEncoder(encoder.processor, max_length=len(full.prompt_ids) - 5)(image_row) is None
+    assert PairEncoder(encoder.adapter, max_length=len(full.prompt_ids) - 5)(image_row) is None
 
 
-def test_response_logits_match_an_unpadded_forward_row_by_row(policy, mixed_shards):
+def test_response_log_probs_match_an_unpadded_forward_row_by_row(policy, mixed_shards):
     model, _ = policy
     shards, encoder = encoded(policy, mixed_shards)
     pairs = [encoder(shards[i]) for i in (0, 3, 1, 4)]  # text, image, text, image: unequal prompt lengths
-    batch = collate_pairs(pairs, encoder.tokenizer.pad_token_id)
+    batch = collate_pairs(pairs, encoder.adapter)
     with torch.no_grad():
-        got = response_logits(model, batch)
+        got = response_logps(model, batch)
         rows = [(p, p.chosen_ids) for p in pairs] + [(p, p.rejected_ids) for p in pairs]
         for i, (pair, resp) in enumerate(rows):
             ids = torch.tensor([pair.prompt_ids + resp])
-            alone = model(input_ids=ids, **pair.image_inputs).logits[0]
+            logits = model(input_ids=ids, **pair.image_inputs).logits[0]
             p = len(pair.prompt_ids)
-            torch.testing.assert_close(got[i, : len(resp)], alone[p - 1 : p + len(resp) - 1], atol=1e-4, rtol=1e-4)
+            alone = torch.log_softmax(logits[p - 1 : p + len(resp) - 1], -1).gather(
+                -1, torch.tensor(resp).unsqueeze(-1)).squeeze(-1)
+            torch.testing.assert_close(got[i, : len(resp)], alone, atol=1e-6, rtol=1e-6)
+            assert (got[i, len(resp):] == 0).all()  # padding scores nothing
 
 
 def test_visual_term_only_for_pairs_with_a_corrupted_image(policy, mixed_shards):
     model, _ = policy
     shards, encoder = encoded(policy, mixed_shards)
-    batch = collate_pairs([encoder(shards[i]) for i in (0, 3, 1, 4)], encoder.tokenizer.pad_token_id)
+    batch = collate_pairs([encoder(shards[i]) for i in (0, 3, 1, 4)], encoder.adapter)
     assert batch.corrupt_pairs.tolist() == [1, 3]
     reference = Reference(model)
     with torch.no_grad():
@@ -187,12 +195,12 @@ def test_visual_term_only_for_pairs_with_a_corrupted_image(policy, mixed_shards)
 
 
 def test_reference_copy_stays_frozen_while_the_policy_trains(tiny, iu_shards):
-    model, processor = load_policy(tiny, torch.float32, torch.device("cpu"))
+    model, adapter = load_policy(tiny, torch.float32, torch.device("cpu"))
     reference = Reference(model)
     before = {k: v.clone() for k, v in reference.model.state_dict().items()}
     shards = PairShards(iu_shards)
-    encoder = PairEncoder(processor)
-    batch = collate_pairs([encoder(shards[i]) for i in range(4)], encoder.tokenizer.pad_token_id)
+    encoder = PairEncoder(adapter)
+    batch = collate_pairs([encoder(shards[i]) for i in range(4)], adapter)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     losses, _ = preference_step(model, reference, batch, get_preset("fire-mpo"))
     losses.mean().backward()
@@ -207,12 +215,12 @@ def test_reference_copy_stays_frozen_while_the_policy_trains(tiny, iu_shards):
 def test_lora_reference_is_the_base_model_with_adapters_off(tiny, iu_shards):
     from trainer.model import add_lora
 
-    base, processor = load_policy(tiny, torch.float32, torch.device("cpu"))
+    base, adapter = load_policy(tiny, torch.float32, torch.device("cpu"))
     shards = PairShards(iu_shards)
-    encoder = PairEncoder(processor)
-    batch = collate_pairs([encoder(shards[i]) for i in range(2)], encoder.tokenizer.pad_token_id)
+    encoder = PairEncoder(adapter)
+    batch = collate_pairs([encoder(shards[i]) for i in range(2)], adapter)
     with torch.no_grad():
-        want = response_logits(base, batch)
+        want = response_logps(base, batch)
     model = add_lora(base, r=4)
     reference = Reference(model)
     assert reference.uses_adapters and reference.model is None
@@ -222,9 +230,9 @@ def test_lora_reference_is_the_base_model_with_adapters_off(tiny, iu_shards):
         preference_step(model, reference, batch, get_preset("dpo"))[0].mean().backward()
         opt.step()
     with reference.active() as ref:
-        torch.testing.assert_close(response_logits(ref, batch), want)
+        torch.testing.assert_close(response_logps(ref, batch), want)
     with torch.no_grad():
-        assert not torch.allclose(response_logits(model, batch), want)
+        assert not torch.allclose(response_logps(model, batch), want)
 
 
 # --- the loop, the command, resume -------------------------------------------------------------------------
@@ -407,3 +415,26 @@ def test_trl_dpo_trainer_trains_image_shards_unchanged(pipeline_image_shards, ti
     assert rows[0]["prompt"].startswith("<image>")
     result = trl_two_steps(pipeline_image_shards, tiny, tmp_path / "trl-img")
     assert result["steps"] == 2 and 0 < result["loss"] < 5
+
+
+def test_report_to_tensorboard_and_wandb_offline_beside_metrics(tiny, mixed_shards, tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard", reason="tensorboard not installed (pip install '.[tracking]')")
+    pytest.importorskip("wandb", reason="wandb not installed (pip install '.[tracking]')")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = train(TrainConfig(shards=mixed_shards, out=tmp_path / "run", model=tiny, steps=3, batch_size=2,
+                            progress=False, report_to=("tensorboard", "wandb")))
+    losses = [m["loss"] for m in read_metrics(run)]
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3]
+    assert [e.value for e in events.Scalars("train/loss")] == pytest.approx(losses, rel=1e-6)
+    offline = list((run / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1 and list(offline[0].glob("*.wandb"))
+
+
+def test_report_to_unknown_name_lists_the_valid_ones(mixed_shards, tmp_path):
+    with pytest.raises(ValueError, match="mlflow.*tensorboard, wandb"):
+        train(TrainConfig(shards=mixed_shards, out=tmp_path / "r", steps=1, report_to=("mlflow",)))

@@ -3,6 +3,9 @@
     train-pairs --shards OUT_DIR --out RUN_DIR [--model PATH] [--steps N] [--preset fire-mpo]
                 [--lr LR] [--batch-size B] [--grad-accum K] [--resume] [--lora] ...
 
+`--batch-size` is per process: `torchrun --nproc_per_node 2 $(which train-pairs) --batch-size 2 ...` trains
+on the global batches of one process with `--batch-size 4` (docs/TRAINING.md).
+
 With no --model it builds the tiny random-weight model (as `build-pairs tiny-model`) into RUN_DIR/tiny-model
 and says so. Writes RUN_DIR/metrics.jsonl (one JSON object per optimisation step), checkpoints under
 RUN_DIR/checkpoints/ and the trained model in RUN_DIR/final/.
@@ -37,8 +40,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep-checkpoints", type=int, default=2)
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR's latest checkpoint")
     p.add_argument("--lora", action="store_true", help="train LoRA adapters (needs peft); reference = adapters off")
-    p.add_argument("--lora-r", type=int, default=16)
-    p.add_argument("--cache-ref", action="store_true", help="cache reference log-probs (presets without KL)")
+    p.add_argument("--lora-r", type=int, default=16, help="LoRA rank (FiRe-MPO: 128)")
+    p.add_argument("--lora-alpha", type=int, default=None, help="LoRA alpha (default 2 x r; FiRe-MPO: 256)")
+    p.add_argument("--lora-dropout", type=float, default=0.0, help="LoRA dropout (FiRe-MPO: 0.05)")
+    p.add_argument("--rslora", action="store_true", help="rank-stabilised LoRA scaling alpha/sqrt(r)")
+    p.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward")
+    p.add_argument("--logps-chunk", type=int, default=1024, help="response tokens per output-head chunk")
+    p.add_argument("--teacher", type=Path, default=None, help="MedAlign presets: local CLIP vision model folder")
+    p.add_argument("--medalign-layer", type=int, default=None, help="policy layer aligned (default: middle)")
+    p.add_argument("--report-to", nargs="+", default=["none"], help="none, tensorboard, wandb (offline)")
+    p.add_argument("--cache-ref", action=argparse.BooleanOptionalAction, default=None,
+                   help="reference log-probs once per pair (default: on for presets without the KL)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16-mixed"])
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers encoding batches (default 0)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
@@ -67,16 +79,23 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size, grad_accum=args.grad_accum, warmup_steps=args.warmup_steps,
         weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm, max_length=args.max_length,
         seed=args.seed, save_every=args.save_every, keep_checkpoints=args.keep_checkpoints, resume=args.resume,
-        lora=args.lora, lora_r=args.lora_r, cache_ref=args.cache_ref, precision=args.precision,
+        lora=args.lora, lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+        rslora=args.rslora, gradient_checkpointing=args.gradient_checkpointing, logps_chunk=args.logps_chunk,
+        report_to=tuple(args.report_to), teacher=args.teacher, medalign_layer=args.medalign_layer, cache_ref=args.cache_ref, precision=args.precision,
         device=args.device, num_workers=args.workers, progress=not args.no_progress, beta=args.beta, gamma=args.gamma,
         lambda_=args.lambda_, alpha=args.alpha,
     )
+    from trainer.distributed import close
+
     try:
         run_dir = train(cfg)
     except (OSError, ValueError, ImportError) as err:
-        print(f"train-pairs: {err}", file=sys.stderr)
-        return 1
-    print(f"train-pairs: done; metrics in {run_dir / 'metrics.jsonl'}, model in {run_dir / 'final'}")
+        print(f"train-pairs: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    finally:
+        close()
+    if os.environ.get("RANK", "0") == "0":
+        print(f"train-pairs: done; metrics in {run_dir / 'metrics.jsonl'}, model in {run_dir / 'final'}")
     return 0
 
 

@@ -8,7 +8,8 @@ spans the boundary, and image tokens are never truncated.
 
 Layout of a batch of B pairs: 2B rows, chosen rows first then rejected rows, each `prompt + response`
 right-padded. Pairs without images run text-only (no image tokens, no pixel values): the chat template
-simply gets no image entry, which is how a vision-language model is asked a text-only question.
+simply gets no image entry, which is how a vision-language model is asked a text-only question. How each
+family's extra inputs are padded and concatenated is its adapter's job (models/).
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ class EncodedPair:
     image_inputs: dict[str, Tensor] = field(default_factory=dict)  # clean images (pixel_values, ...)
     corrupt_inputs: dict[str, Tensor] | None = None  # same prompt, corrupted images; None: no visual term
     masks_rederived: bool = False
+    teacher_pixels: Tensor | None = None  # [images, 3, H, W] for a MedAlign teacher; None: not asked for
 
 
 def decode_images(images: list[dict] | None, base: Path, pair_id: str, column: str) -> list[Image.Image]:
@@ -130,33 +132,16 @@ def rederive_masks(tokenizer, row: dict) -> tuple[list[int], list[int], list[int
     return token_masks(tokenizer, row["chosen"], row["rejected"], edits)
 
 
-def render_prompt(processor, prompt: str, n_images: int) -> str:
-    """The prompt exactly as the samplers render it: the model's chat template, one user turn with the
-    images first, then the assistant header (pipeline/samplers/prompts.py), so the policy is trained on the
-    layout it answered in.
-
-    A prompt that already carries image placeholders (TRL's plain-text convention) has them taken out:
-    the images enter through the chat template's image entries, one per image, never twice.
-    """
-    from pipeline.samplers.prompts import PromptBuilder, PromptError
-
-    tokenizer = getattr(processor, "tokenizer", processor)
-    image_token = getattr(processor, "image_token", None) or getattr(tokenizer, "image_token", None)
-    if image_token and image_token in prompt:
-        prompt = prompt.replace(image_token, "").strip()
-    try:
-        builder = PromptBuilder(processor, source="policy", image_token=image_token)
-    except PromptError:  # no chat template: images, then the text
-        return (image_token or "<image>") * n_images + prompt + "\n"
-    return builder.render_text(prompt, n_images)
-
-
 class PairEncoder:
-    """Turns shard rows into `EncodedPair`s for one model's processor (or tokenizer, for text-only models)."""
+    """Turns shard rows into `EncodedPair`s for one model, through its adapter (models/): the prompt is
+    rendered and tokenized exactly as the sampler renders it, so the policy is trained on the layout it
+    answered in (a shard prompt's `<image>` placeholders are taken out; images enter through the template)."""
 
-    def __init__(self, processor, base_dir: Path = Path("."), max_length: int | None = None):
-        self.processor = processor
-        self.tokenizer = getattr(processor, "tokenizer", processor)
+    def __init__(self, adapter, base_dir: Path = Path("."), max_length: int | None = None,
+                 teacher_processor=None):
+        self.adapter = adapter
+        self.teacher_processor = teacher_processor
+        self.tokenizer = adapter.tokenizer
         self.base_dir = Path(base_dir)
         self.max_length = max_length
         self.eos_id = self.tokenizer.eos_token_id
@@ -178,26 +163,19 @@ class PairEncoder:
         ids_c, ids_r, mask_c, mask_r = rederive_masks(self.tokenizer, row)
         return ids_c, ids_r, mask_c, mask_r, True
 
-    def image_inputs(self, text: str, images: list[Image.Image]) -> tuple[list[int], dict[str, Tensor]]:
-        if images:
-            enc = self.processor(text=[text], images=images, return_tensors="pt", add_special_tokens=False)
-        else:
-            enc = self.tokenizer([text], return_tensors="pt", add_special_tokens=False)
-        ids = enc["input_ids"][0].tolist()
-        extra = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")} if images else {}
-        return ids, extra
-
     def __call__(self, row: dict) -> EncodedPair | None:
         pair_id = row["pair_id"]
         images = decode_images(row["images"], self.base_dir, pair_id, "images")
         corrupted = decode_images(row["corrupted_images"], self.base_dir, pair_id, "corrupted_images")
         if corrupted and len(corrupted) != len(images):
             raise ValueError(f"pair {pair_id}: {len(corrupted)} corrupted_images for {len(images)} images")
-        text = render_prompt(self.processor, row["prompt"], len(images))
-        prompt_ids, clean = self.image_inputs(text, images)
+        if images and not self.adapter.vision:
+            raise ValueError(f"pair {pair_id}: field 'images': {len(images)} image(s), but the model is text-only")
+        text = self.adapter.render_prompt(row["prompt"], len(images))
+        prompt_ids, clean = self.adapter.encode_prompt(text, images)
         corrupt = None
         if corrupted:
-            corrupt_ids, corrupt = self.image_inputs(text, corrupted)
+            corrupt_ids, corrupt = self.adapter.encode_prompt(text, corrupted)
             if corrupt_ids != prompt_ids:
                 raise ValueError(f"pair {pair_id}: corrupted images change the prompt's image tokens")
         ids_c, ids_r, mask_c, mask_r, rederived = self.response(row)
@@ -211,7 +189,10 @@ class PairEncoder:
                             "max_length %d", pair_id, len(prompt_ids), self.max_length)
                 return None
             ids_c, ids_r, mask_c, mask_r = ids_c[:room], ids_r[:room], mask_c[:room], mask_r[:room]
-        return EncodedPair(pair_id, prompt_ids, ids_c, ids_r, mask_c, mask_r, clean, corrupt, rederived)
+        teacher = None
+        if self.teacher_processor is not None and images:
+            teacher = self.teacher_processor(images=images, return_tensors="pt")["pixel_values"]
+        return EncodedPair(pair_id, prompt_ids, ids_c, ids_r, mask_c, mask_r, clean, corrupt, rederived, teacher)
 
 
 @dataclass
@@ -233,6 +214,17 @@ class PairBatch:
     corrupt_pairs: Tensor  # [B'] indices of the pairs that have corrupted images
     corrupt_inputs: dict[str, Tensor]  # corrupted images of rows (corrupt_pairs, corrupt_pairs + B), in order
     n_rederived: int = 0  # pairs whose masks were re-derived from edits (shard ids != tokenizer ids)
+    teacher_pixels: Tensor | None = None  # MedAlign teacher inputs of every pair's images, pair order
+    prompt_lens: Tensor | None = None  # [B] prompt length of each pair
+    teacher_counts: list[int] | None = None  # images of each pair in teacher_pixels
+    image_grids: list[list[tuple[int, int]]] | None = None  # visual-token grid of each image (MedAlign)
+
+    def chosen_image_inputs(self, adapter) -> dict[str, Tensor]:
+        """The clean-image inputs of the B chosen rows alone: per-row inputs are the first B rows, per-image
+        (or per-patch) inputs the first half, since rows were concatenated chosen first."""
+        n = self.num_pairs
+        per_row = set(adapter.token_inputs) | set(adapter.sample_inputs)
+        return {k: v[:n] if k in per_row else v[: len(v) // 2] for k, v in self.image_inputs.items()}
 
     @property
     def num_pairs(self) -> int:
@@ -244,20 +236,18 @@ class PairBatch:
 
         return PairBatch(self.pair_ids, *(move(getattr(self, f)) for f in (
             "input_ids", "attention_mask", "label_pos", "labels", "response_mask", "edit_mask",
-            "image_inputs", "corrupt_pairs", "corrupt_inputs")), self.n_rederived)
+            "image_inputs", "corrupt_pairs", "corrupt_inputs")), self.n_rederived,
+            None if self.teacher_pixels is None else self.teacher_pixels.to(device), self.prompt_lens,
+            self.teacher_counts, self.image_grids)
 
 
-def _cat_inputs(parts: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-    parts = [p for p in parts if p]
-    if not parts:
-        return {}
-    return {k: torch.cat([p[k] for p in parts], dim=0) for k in parts[0]}
-
-
-def collate_pairs(pairs: list[EncodedPair | None], pad_id: int) -> PairBatch:
+def collate_pairs(pairs: list[EncodedPair | None], adapter) -> PairBatch:
+    """Pad a batch; the extra model inputs are batched by the model's adapter (per image, per example or
+    per token), so mixed image counts, sizes and text-only pairs share one batch."""
     pairs = [p for p in pairs if p is not None]
     if not pairs:
         raise ValueError("every pair of this batch was skipped (prompt longer than max_length)")
+    pad_id = adapter.tokenizer.pad_token_id
     rows = [(p.prompt_ids, p.chosen_ids, p.chosen_mask) for p in pairs]
     rows += [(p.prompt_ids, p.rejected_ids, p.rejected_mask) for p in pairs]
     length = max(len(pr) + len(r) for pr, r, _ in rows)
@@ -276,6 +266,12 @@ def collate_pairs(pairs: list[EncodedPair | None], pad_id: int) -> PairBatch:
         labels[i, :r] = torch.tensor(resp, dtype=torch.long)
         edit_mask[i, :r] = torch.tensor(mask, dtype=torch.float)
     corrupt_pairs = [i for i, p in enumerate(pairs) if p.corrupt_inputs is not None]
+    both = pairs + pairs
+    resp = [len(r) for _, r, _ in rows]
+    clean = adapter.collate([(p.prompt_ids, p.image_inputs, r) for p, r in zip(both, resp, strict=True)], length)
+    corrupt_rows = corrupt_pairs + [i + len(pairs) for i in corrupt_pairs]
+    corrupt = adapter.collate([(both[i].prompt_ids, both[i].corrupt_inputs, resp[i]) for i in corrupt_rows],
+                              length) if corrupt_rows else {}
     return PairBatch(
         pair_ids=[p.pair_id for p in pairs],
         input_ids=input_ids,
@@ -284,10 +280,16 @@ def collate_pairs(pairs: list[EncodedPair | None], pad_id: int) -> PairBatch:
         labels=labels,
         response_mask=(labels != -100).float(),
         edit_mask=edit_mask,
-        image_inputs=_cat_inputs([p.image_inputs for p in pairs] * 2),
+        image_inputs=clean,
         corrupt_pairs=torch.tensor(corrupt_pairs, dtype=torch.long),
-        corrupt_inputs=_cat_inputs([pairs[i].corrupt_inputs for i in corrupt_pairs] * 2),
+        corrupt_inputs=corrupt,
         n_rederived=sum(p.masks_rederived for p in pairs),
+        teacher_pixels=torch.cat([p.teacher_pixels for p in pairs if p.teacher_pixels is not None])
+        if any(p.teacher_pixels is not None for p in pairs) else None,
+        prompt_lens=torch.tensor([len(p.prompt_ids) for p in pairs]),
+        teacher_counts=[0 if p.teacher_pixels is None else len(p.teacher_pixels) for p in pairs],
+        image_grids=[adapter.image_grids(p.image_inputs, p.prompt_ids) if p.teacher_pixels is not None else []
+                     for p in pairs] if any(p.teacher_pixels is not None for p in pairs) else None,
     )
 
 
@@ -312,17 +314,27 @@ def batch_schedule(num_pairs: int, batch_size: int, seed: int):
 class BatchStream(torch.utils.data.IterableDataset):
     """The endless, seeded stream of collated batches, from batch number `skip` on.
 
-    With DataLoader workers, worker k builds batches k, k+n, k+2n, ... and the DataLoader takes them in
-    turn, so the order is the same with any number of workers (encoding images overlaps the training step).
+    Several processes (`world` > 1) draw the same global batches of `batch_size * world` pairs and each
+    takes its own `batch_size` slice, so a run on N processes sees exactly the batches of one process with
+    N times the batch size. With DataLoader workers, worker k builds batches k, k+n, k+2n, ... and the
+    DataLoader takes them in turn, so the order is the same with any number of workers.
     """
 
-    def __init__(self, shards: PairShards, encoder: PairEncoder, batch_size: int, seed: int, skip: int = 0):
+    def __init__(self, shards: PairShards, encoder: PairEncoder, batch_size: int, seed: int, skip: int = 0,
+                 rank: int = 0, world: int = 1):
         self.shards, self.encoder, self.batch_size, self.seed, self.skip = shards, encoder, batch_size, seed, skip
+        self.rank, self.world = rank, world
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        pad_id = self.encoder.tokenizer.pad_token_id
-        for k, indices in enumerate(batch_schedule(len(self.shards), self.batch_size, self.seed)):
+        size = self.batch_size * self.world
+        if self.world == 1:
+            size = min(size, len(self.shards))
+        elif size > len(self.shards):
+            raise ValueError(f"batch size {self.batch_size} x {self.world} process(es) exceeds the "
+                             f"{len(self.shards)} pairs of the shards")
+        for k, indices in enumerate(batch_schedule(len(self.shards), size, self.seed)):
             if k >= self.skip and (k - self.skip) % workers == worker:
-                yield collate_pairs([self.encoder(self.shards[i]) for i in indices], pad_id)
+                mine = indices[self.rank * (size // self.world) : (self.rank + 1) * (size // self.world)]
+                yield collate_pairs([self.encoder(self.shards[i]) for i in mine], self.encoder.adapter)

@@ -9,6 +9,7 @@ not verified clinical edits.
   report (normalised casing), edits = the word-level diff between them. Text-only (no images).
 - `vqa_image_pairs`: VQA-RAD closed chest questions with their image; chosen = the gold yes/no answer,
   rejected = the opposite, corrupted image = the centre half blacked out.
+- `two_view_pairs`: the same with a second, wider view of the image (two images of different sizes).
 """
 
 from __future__ import annotations
@@ -129,6 +130,23 @@ def vqa_image_pairs(tokenizer, limit: int | None = None, data: Path = SHARED_DAT
         ))
         if limit and len(out) >= limit:
             break
+    return out
+
+
+def two_view_pairs(tokenizer, limit: int | None = None, data: Path = SHARED_DATA) -> list[PairRecord]:
+    """VQA-RAD pairs with two images of different aspect ratios (the image and a wide crop of it), and
+    their corrupted copies: the multi-image, mixed-size case a batch must pad."""
+    out = []
+    for rec in vqa_image_pairs(tokenizer, limit=limit, data=data):
+        views, corrupt = [], []
+        for ref in (rec.images[0], rec.corrupted_images[0]):
+            image = Image.open(io.BytesIO(ref.bytes))
+            w, h = image.size
+            wide = image.crop((0, h // 4, w, 3 * h // 4)).resize((w, max(8, h // 3)))
+            (views if ref is rec.images[0] else corrupt).extend(
+                [ImageRef(ref.bytes, ref.path), ImageRef(_png(wide), f"{ref.path}#wide")])
+        out.append(_record(tokenizer, f"{rec.sample_id}-2view", "vqa", rec.prompt,
+                           rec.chosen, rec.rejected, rec.edits, images=views, corrupted=corrupt))
     return out
 
 

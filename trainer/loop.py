@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
-from transformers import AutoModelForImageTextToText, get_cosine_schedule_with_warmup
+from transformers import get_cosine_schedule_with_warmup
 
 from trainer.data import (
     BatchStream,
@@ -31,9 +31,12 @@ from trainer.data import (
     read_manifest_tokenizer,
     shard_files,
 )
-from trainer.losses import preference_loss, sequence_logps, token_kl
-from trainer.model import Reference, RefLogpsCache, add_lora, load_policy, response_logits, save_pretrained
+from trainer.distributed import World, average_gradients, average_metrics, barrier, init_world
+from trainer.logps import DEFAULT_CHUNK, chunked_kl, chunked_logps, head_of, response_hidden, unwrap
+from trainer.losses import preference_loss
+from trainer.model import Reference, RefLogpsCache, add_lora, load_policy, save_pretrained
 from trainer.presets import Preset, get_preset
+from trainer.tracking import Trackers, check_report_to
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +63,15 @@ class TrainConfig:
     resume: bool = False
     lora: bool = False
     lora_r: int = 16
-    cache_ref: bool = False
+    lora_alpha: int | None = None  # None: 2 x r
+    lora_dropout: float = 0.0
+    rslora: bool = False
+    gradient_checkpointing: bool = False
+    logps_chunk: int = DEFAULT_CHUNK  # response tokens per chunk of the output head
+    report_to: tuple[str, ...] = ()  # tensorboard, wandb (offline)
+    teacher: Path | None = None  # MedAlign presets: a local CLIP-style vision model folder
+    medalign_layer: int | None = None  # policy layer whose visual tokens are aligned (default: the middle one)
+    cache_ref: bool | None = None  # None: on for presets without the KL (reference log-probs once per pair)
     max_length: int | None = None
     precision: str = "auto"  # auto | fp32 | bf16-mixed
     device: str | None = None
@@ -73,28 +84,36 @@ class TrainConfig:
 
 
 def preference_step(
-    policy, reference: Reference, batch: PairBatch, preset: Preset, cache: RefLogpsCache | None = None
+    policy, reference: Reference, batch: PairBatch, preset: Preset, cache: RefLogpsCache | None = None,
+    chunk: int = DEFAULT_CHUNK,
 ) -> tuple[Tensor, dict[str, float]]:
-    """Per-pair losses [B] and metrics of one batch: the forwards that feed `preference_loss`."""
+    """Per-pair losses [B] and metrics of one batch: the forwards that feed `preference_loss`.
+
+    Log-probs come from hidden states in chunks over response tokens (trainer/logps.py); the reference
+    runs under no_grad, and not at all for a pair whose log-probs are cached and no KL is needed.
+    """
     n = batch.num_pairs
     mask = batch.edit_mask if preset.use_edit_masks else batch.response_mask
     resp_len = batch.labels.shape[1]
+    head = head_of(policy)
 
     # Clean images: policy and reference log-probs of every response token (chosen rows, then rejected).
-    logits = response_logits(policy, batch)
-    logps = sequence_logps(logits, batch.labels, batch.response_mask)
+    hidden = response_hidden(policy, batch)
+    logps = chunked_logps(head, hidden, batch.labels, batch.response_mask, chunk)
     ref_logps = cache.lookup(batch.pair_ids, "clean", resp_len, logps.device) if cache else None
     kl_forward = kl_reverse = None
     if ref_logps is None or preset.needs_kl:
         with reference.active() as ref:
-            ref_logits = response_logits(ref, batch)
-        ref_logps = sequence_logps(ref_logits, batch.labels, batch.response_mask)
+            ref_hidden = response_hidden(ref, batch)
+            ref_head = head_of(ref)
+            ref_logps = chunked_logps(ref_head, ref_hidden, batch.labels, batch.response_mask, chunk)
         if cache is not None:
             cache.store(batch.pair_ids, "clean", ref_logps, batch.response_mask)
-        if preset.needs_kl:
-            kl_forward, kl_reverse = token_kl(logits[:n], ref_logits[:n])
-            kl_forward, kl_reverse = kl_forward * batch.response_mask[:n], kl_reverse * batch.response_mask[:n]
-        del ref_logits
+        if preset.needs_kl:  # only at the chosen positions the KL is summed over
+            kl_mask = mask[:n] * batch.response_mask[:n]
+            with reference.active():  # LoRA: the reference head is the policy's, adapters off
+                kl_forward, kl_reverse = chunked_kl(head, ref_head, hidden[:n], ref_hidden[:n], kl_mask, chunk)
+        del ref_hidden
 
     # Corrupted images: the same texts again, for the pairs that have a corrupted image.
     corrupt: dict[str, Tensor] = {}
@@ -103,12 +122,14 @@ def preference_step(
         idx = batch.corrupt_pairs
         rows = torch.cat([idx, idx + n])
         labels, resp_mask = batch.labels[rows], batch.response_mask[rows]
-        pol = sequence_logps(response_logits(policy, batch, rows, batch.corrupt_inputs), labels, resp_mask)
+        pol = chunked_logps(head, response_hidden(policy, batch, rows, batch.corrupt_inputs), labels, resp_mask,
+                            chunk)
         ids = [batch.pair_ids[i] for i in idx.tolist()]
         ref = cache.lookup(ids, "corrupt", resp_len, pol.device) if cache else None
         if ref is None:
             with reference.active() as ref_model:
-                ref = sequence_logps(response_logits(ref_model, batch, rows, batch.corrupt_inputs), labels, resp_mask)
+                ref = chunked_logps(head_of(ref_model), response_hidden(ref_model, batch, rows, batch.corrupt_inputs),
+                                    labels, resp_mask, chunk)
             if cache is not None:
                 cache.store(ids, "corrupt", ref, resp_mask)
         for name, values in (("policy", pol), ("ref", ref)):
@@ -124,20 +145,35 @@ def preference_step(
     )
 
 
+def sft_step(policy, adapter, batch: PairBatch, chunk: int = DEFAULT_CHUNK) -> tuple[Tensor, dict[str, float]]:
+    """Supervised fine-tuning on the chosen responses: per pair, the mean negative log-likelihood of its
+    response tokens,  L = - (1 / |y_w|) sum_t log pi_theta(y_w,t | x, y_w,<t)."""
+    n = batch.num_pairs
+    rows = torch.arange(n, device=batch.input_ids.device)
+    mask = batch.response_mask[:n]
+    hidden = response_hidden(policy, batch, rows, batch.chosen_image_inputs(adapter))
+    logps = chunked_logps(head_of(policy), hidden, batch.labels[:n], mask, chunk)
+    losses = -(logps * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+    mean = float(losses.detach().mean())
+    return losses, {"loss": mean, "nll": mean}
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
     found = sorted((run_dir / "checkpoints").glob("step-*/trainer_state.pt"))
     return found[-1].parent if found else None
 
 
-def save_checkpoint(run_dir: Path, step: int, policy, processor, optimizer, scheduler, keep: int) -> Path:
+def save_checkpoint(run_dir: Path, step: int, policy, adapter, optimizer, scheduler, keep: int,
+                    extra: dict | None = None) -> Path:
     """checkpoints/step-NNNNNN/: the model (save_pretrained) and trainer_state.pt; state written last."""
     ckpt = run_dir / "checkpoints" / f"step-{step:06d}"
-    save_pretrained(policy, processor, ckpt)
+    save_pretrained(policy, adapter, ckpt)
     state = {
         "step": step,
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+        **(extra or {}),
     }
     torch.save(state, ckpt / "trainer_state.pt.tmp")
     (ckpt / "trainer_state.pt.tmp").rename(ckpt / "trainer_state.pt")
@@ -147,7 +183,7 @@ def save_checkpoint(run_dir: Path, step: int, policy, processor, optimizer, sche
     return ckpt
 
 
-def load_checkpoint_weights(policy, ckpt: Path) -> None:
+def load_checkpoint_weights(policy, adapter, ckpt: Path) -> None:
     """Put the weights saved in a checkpoint back into the policy (built from the original model)."""
     if hasattr(policy, "peft_config"):
         from peft import set_peft_model_state_dict
@@ -155,57 +191,94 @@ def load_checkpoint_weights(policy, ckpt: Path) -> None:
 
         set_peft_model_state_dict(policy, load_file(str(ckpt / "adapter_model.safetensors")))
         return
-    saved = AutoModelForImageTextToText.from_pretrained(str(ckpt), dtype=torch.float32)
+    saved = adapter.load_model(dtype=torch.float32, path=ckpt)
     policy.load_state_dict(saved.state_dict())
 
 
+def build_default_model(run_dir: Path, seed: int, world: World) -> Path:
+    """No --model: the tiny random-weight LLaVA in RUN/tiny-model (built by the main process)."""
+    from pipeline.tiny_model import build_tiny_model
+
+    model_path = run_dir / "tiny-model"
+    if world.main:
+        if not (model_path / "config.json").is_file():
+            print(f"train-pairs: no --model given; building a tiny random-weight model into {model_path}")
+            build_tiny_model(model_path, seed=seed)
+        else:
+            print(f"train-pairs: no --model given; using the tiny random-weight model in {model_path}")
+    barrier(world)
+    return model_path
+
+
 def train(cfg: TrainConfig) -> Path:
-    """Train on the shard folder `cfg.shards`; write metrics, checkpoints and the final model to `cfg.out`."""
+    """Train on the shard folder `cfg.shards`; write metrics, checkpoints and the final model to `cfg.out`.
+
+    Under torchrun / accelerate launch every process runs this; `cfg.batch_size` is per process and only
+    the main process writes.
+    """
     run_dir = Path(cfg.out)
     shard_files(cfg.shards)  # fail before any model loads
     if cfg.model is not None and not (Path(cfg.model) / "config.json").is_file():
         raise FileNotFoundError(f"--model {cfg.model}: not a model folder (no config.json)")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    reporters = check_report_to(list(cfg.report_to))
     preset = get_preset(cfg.preset, beta=cfg.beta, gamma=cfg.gamma, lambda_=cfg.lambda_, alpha=cfg.alpha)
+
+    # 1. Device, processes and precision.
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    world = init_world(device.type)
+    if device.type == "cuda" and world.size > 1 and cfg.device is None:
+        device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
+    if world.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-
-    # 1. Device and precision.
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     precision = cfg.precision if cfg.precision != "auto" else ("bf16-mixed" if device.type == "cuda" else "fp32")
     if precision not in ("fp32", "bf16-mixed"):
         raise ValueError(f"unknown precision {cfg.precision!r}; valid: auto, bf16-mixed, fp32")
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
     ref_dtype = torch.bfloat16 if precision == "bf16-mixed" else None
 
-    # 2. Model, processor and the frozen reference.
-    model_path = cfg.model
-    lr = cfg.lr if cfg.lr is not None else (MODEL_LR if model_path is not None else TINY_LR)
-    if model_path is None:
-        from pipeline.tiny_model import build_tiny_model
-
-        model_path = run_dir / "tiny-model"
-        if not (model_path / "config.json").is_file():
-            print(f"train-pairs: no --model given; building a tiny random-weight model into {model_path}")
-            build_tiny_model(model_path, seed=cfg.seed)
-        else:
-            print(f"train-pairs: no --model given; using the tiny random-weight model in {model_path}")
-    policy, processor = load_policy(model_path, torch.float32, device)
+    # 2. Model, its adapter (processor, prompt, batching) and the frozen reference.
+    model_path = cfg.model if cfg.model is not None else build_default_model(run_dir, cfg.seed, world)
+    lr = cfg.lr if cfg.lr is not None else (MODEL_LR if cfg.model is not None else TINY_LR)
+    policy, adapter = load_policy(model_path, torch.float32, device)
+    if cfg.gradient_checkpointing:
+        policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.lora:
-        policy = add_lora(policy, r=cfg.lora_r)
+        policy = add_lora(policy, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, rslora=cfg.rslora)
     reference = Reference(policy, dtype=ref_dtype)
     policy.train()
-    cache = RefLogpsCache() if cfg.cache_ref and not preset.needs_kl else None
+    use_cache = (not preset.needs_kl) if cfg.cache_ref is None else cfg.cache_ref
+    cache = RefLogpsCache() if use_cache and not preset.needs_kl else None
     if cfg.cache_ref and cache is None:
         log.warning("--cache-ref ignored: preset %s needs the reference's full distribution (KL)", preset.name)
 
-    # 3. Data: shard rows -> encoded pairs -> padded 2B-row batches.
+    medalign = None
+    teacher_processor = None
+    if preset.medalign:
+        if cfg.teacher is None:
+            raise ValueError(f"preset {preset.name} needs --teacher DIR (a local CLIP-style vision model folder)")
+        from trainer.medalign_terms import MedAlignTerms, load_teacher
+
+        teacher, teacher_processor = load_teacher(cfg.teacher, device)
+        base = unwrap(policy)
+        base.set_attn_implementation("eager")  # the terms read one layer's attention weights
+        text = base.config.get_text_config()
+        layer = cfg.medalign_layer or max(1, text.num_hidden_layers // 2)
+        medalign = MedAlignTerms(teacher, adapter, text.hidden_size, layer, preset.sim_weight,
+                                 preset.attn_weight).to(device)
+
+    # 3. Data: shard rows -> encoded pairs -> padded 2B-row batches, this process's slice of each.
     shards = PairShards(cfg.shards)
-    encoder = PairEncoder(processor, base_dir=shards.shards_dir, max_length=cfg.max_length)
+    encoder = PairEncoder(adapter, base_dir=shards.shards_dir, max_length=cfg.max_length,
+                          teacher_processor=teacher_processor)
     shard_tok = read_manifest_tokenizer(cfg.shards)
 
     # 4. Optimiser and schedule.
     trainable = [p for p in policy.parameters() if p.requires_grad]
+    if medalign is not None:
+        trainable.append(medalign.projection)
     optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=cfg.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.steps)
 
@@ -214,33 +287,45 @@ def train(cfg: TrainConfig) -> Path:
     metrics_path = run_dir / "metrics.jsonl"
     ckpt = latest_checkpoint(run_dir) if cfg.resume else None
     if ckpt is not None:
-        load_checkpoint_weights(policy, ckpt)
+        load_checkpoint_weights(policy, adapter, ckpt)
         state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"]["torch"])
         random.setstate(state["rng"]["python"])
         start_step = state["step"]
-        print(f"train-pairs: resuming from {ckpt} at step {start_step}")
-    kept = []
-    if start_step and metrics_path.is_file():
-        kept = [ln for ln in metrics_path.read_text().splitlines() if json.loads(ln)["step"] <= start_step]
-    metrics_path.write_text("".join(ln + "\n" for ln in kept))
-    (run_dir / "train_config.json").write_text(json.dumps(
-        {**{k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
-         "model_path": str(model_path), "lr": lr, "precision": precision, "device": str(device),
-         "preset_values": asdict(preset), "shard_tokenizer": shard_tok, "pairs": len(shards)}, indent=2))
+        if medalign is not None and "medalign" in state:
+            medalign.load_state_dict(state["medalign"])
+        if world.main:
+            print(f"train-pairs: resuming from {ckpt} at step {start_step}")
+    trackers = None
+    if world.main:
+        kept = []
+        if start_step and metrics_path.is_file():
+            kept = [ln for ln in metrics_path.read_text().splitlines() if json.loads(ln)["step"] <= start_step]
+        metrics_path.write_text("".join(ln + "\n" for ln in kept))
+        resolved = {**{k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+                    "model_path": str(model_path), "adapter": adapter.name, "lr": lr, "precision": precision,
+                    "device": str(device), "world_size": world.size, "preset_values": asdict(preset),
+                    "shard_tokenizer": shard_tok, "pairs": len(shards)}
+        (run_dir / "train_config.json").write_text(json.dumps(resolved, indent=2))
+        trackers = Trackers(reporters, run_dir, resolved)
 
-    stream_of = BatchStream(shards, encoder, cfg.batch_size, cfg.seed, skip=start_step * cfg.grad_accum)
+    def saved_extra() -> dict:
+        return {"medalign": medalign.state_dict()} if medalign is not None else {}
+
+    stream_of = BatchStream(shards, encoder, cfg.batch_size, cfg.seed, skip=start_step * cfg.grad_accum,
+                            rank=world.rank, world=world.size)
     loader = torch.utils.data.DataLoader(stream_of, batch_size=None, num_workers=cfg.num_workers,
                                          pin_memory=device.type == "cuda")
     stream = (batch.to(device) for batch in loader)
 
     # 6. The loop.
     rederived = 0
-    bar = tqdm(range(start_step, cfg.steps), initial=start_step, total=cfg.steps, disable=not cfg.progress,
-               desc=f"train-pairs {preset.name}")
-    with metrics_path.open("a") as metrics_file:
+    bar = tqdm(range(start_step, cfg.steps), initial=start_step, total=cfg.steps,
+               disable=not (cfg.progress and world.main), desc=f"train-pairs {preset.name}")
+    metrics_file = metrics_path.open("a") if world.main else None
+    try:
         for step in bar:
             started = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
@@ -249,27 +334,47 @@ def train(cfg: TrainConfig) -> Path:
                 batch = next(stream)
                 rederived += batch.n_rederived
                 with autocast:
-                    losses, metrics = preference_step(policy, reference, batch, preset, cache)
+                    if preset.sft:
+                        losses, metrics = sft_step(policy, adapter, batch, cfg.logps_chunk)
+                    else:
+                        losses, metrics = preference_step(policy, reference, batch, preset, cache, cfg.logps_chunk)
+                    if medalign is not None:
+                        terms, extra = medalign(policy, batch)
+                        losses = losses + terms
+                        metrics = {**metrics, "loss": float(losses.detach().mean()), **extra}
                 (losses.mean() / cfg.grad_accum).backward()
                 for key, value in metrics.items():
                     totals[key] = totals.get(key, 0.0) + value / cfg.grad_accum
+            average_gradients(trainable, world)
+            totals = average_metrics(totals, world)
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
             lr_now = optimizer.param_groups[0]["lr"]
             optimizer.step()
             scheduler.step()
             record = {"step": step + 1, **totals, "grad_norm": float(grad_norm), "lr": lr_now,
                       "step_time": time.perf_counter() - started}
-            metrics_file.write(json.dumps(record) + "\n")
-            metrics_file.flush()
-            bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['reward_accuracy']:.2f}")
-            if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
-                save_checkpoint(run_dir, step + 1, policy, processor, optimizer, scheduler, cfg.keep_checkpoints)
+            if world.main:
+                metrics_file.write(json.dumps(record) + "\n")
+                metrics_file.flush()
+                trackers.log(record)
+            bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record.get('reward_accuracy', 0):.2f}")
+            if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps and world.main:
+                save_checkpoint(run_dir, step + 1, policy, adapter, optimizer, scheduler, cfg.keep_checkpoints,
+                                saved_extra())
+    finally:
+        if metrics_file is not None:
+            metrics_file.close()
+        if trackers is not None:
+            trackers.close()
 
-    # 7. The final checkpoint (resumable) and the trained model.
-    if cfg.steps > start_step:
-        save_checkpoint(run_dir, cfg.steps, policy, processor, optimizer, scheduler, cfg.keep_checkpoints)
-    save_pretrained(policy, processor, run_dir / "final")
-    if rederived:
-        print(f"train-pairs: {rederived} pair encodings re-derived their token masks from the edits "
-              f"(the shard's token ids differ from this model's tokenizer)")
+    # 7. The final checkpoint (resumable) and the trained model, written by the main process.
+    if world.main:
+        if cfg.steps > start_step:
+            save_checkpoint(run_dir, cfg.steps, policy, adapter, optimizer, scheduler, cfg.keep_checkpoints,
+                            saved_extra())
+        save_pretrained(policy, adapter, run_dir / "final")
+        if rederived:
+            print(f"train-pairs: {rederived} pair encodings re-derived their token masks from the edits "
+                  f"(the shard's token ids differ from this model's tokenizer)")
+    barrier(world)
     return run_dir

@@ -1,34 +1,29 @@
-"""Policy, reference and the forward pass that scores response tokens.
+"""Policy and reference: loading through the model's adapter, LoRA on the language model, the frozen
+reference, and the cache of reference log-probs.
 
 Why here and not in the loop: how to get a frozen reference (a copy, or the same weights with LoRA adapters
-switched off) and how to read response logits out of any HF vision-language model are details the recipe
-in loop.py should not have to show.
+switched off) is a detail the recipe in loop.py should not have to show. Scoring lives in trainer/logps.py.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import functools
-import inspect
+import re
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from trainer.data import PairBatch
+from models import get_adapter
 
 
 def load_policy(model_path: Path, dtype: torch.dtype, device: torch.device):
-    """Any HF model that AutoModelForImageTextToText loads, and its processor."""
-    model = AutoModelForImageTextToText.from_pretrained(str(model_path), dtype=dtype).to(device)
-    processor = AutoProcessor.from_pretrained(str(model_path))
-    tokenizer = getattr(processor, "tokenizer", processor)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    """The model of `model_path` loaded by its family's adapter (models/), and the adapter itself."""
+    adapter = get_adapter(model_path)
+    model = adapter.load_model(dtype=dtype, device=device)
     disable_dropout(model)
-    return model, processor
+    return model, adapter
 
 
 def disable_dropout(model: nn.Module) -> None:
@@ -46,13 +41,27 @@ def peft_available() -> bool:
     return True
 
 
-def add_lora(model, r: int = 16, alpha: int = 32):
-    """Wrap the policy in LoRA adapters (peft); the reference is then the same model, adapters off."""
+VISION_PARTS = re.compile(r"(^|\.)(visual|vision_tower|vision_model|vision|multi_modal_projector|connector|"
+                          r"mm_projector|merger)(\.|$)")
+
+
+def language_linear_names(model) -> list[str]:
+    """Names of the language model's linear layers: LoRA goes there only (the vision tower and projector
+    stay frozen, the FiRe-MPO setup), never on the output head."""
+    head = model.get_output_embeddings()
+    return [name for name, module in model.named_modules()
+            if isinstance(module, nn.Linear) and module is not head and not VISION_PARTS.search(name)]
+
+
+def add_lora(model, r: int = 16, alpha: int | None = None, dropout: float = 0.0, rslora: bool = False):
+    """Wrap the policy in LoRA adapters on its language model (peft); the reference is then the same
+    model with the adapters disabled, so no second copy of the weights exists."""
     if not peft_available():
         raise ImportError("--lora needs the optional package peft: `pip install peft`")
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules="all-linear")
+    config = LoraConfig(r=r, lora_alpha=alpha if alpha is not None else 2 * r, lora_dropout=dropout,
+                        use_rslora=rslora, target_modules=language_linear_names(model))
     return get_peft_model(model, config)
 
 
@@ -81,43 +90,10 @@ class Reference:
                 yield self.model
 
 
-@functools.lru_cache(maxsize=16)
-def _accepts_logits_to_keep(model_type: type) -> bool:
-    try:
-        return "logits_to_keep" in inspect.signature(model_type.forward).parameters
-    except (TypeError, ValueError, AttributeError):
-        return False
-
-
-def response_logits(model, batch: PairBatch, rows: Tensor | None = None, image_inputs=None) -> Tensor:
-    """Logits that predict each response token: [rows, R, V] (row order of `rows`, default all 2B rows).
-
-    Only a window of columns that covers every row's response is projected onto the vocabulary
-    (`logits_to_keep`), so a large vocabulary does not cost a [2B, L, V] tensor.
-    """
-    input_ids, attention_mask, label_pos = batch.input_ids, batch.attention_mask, batch.label_pos
-    if rows is not None:
-        input_ids, attention_mask, label_pos = input_ids[rows], attention_mask[rows], label_pos[rows]
-    image_inputs = batch.image_inputs if image_inputs is None else image_inputs
-    length = input_ids.shape[1]
-    start = int(label_pos[:, 0].min()) - 1  # first column whose logits predict a response token
-    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False, **image_inputs}
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if _accepts_logits_to_keep(type(base)):
-        kwargs["logits_to_keep"] = length - start
-    else:
-        start = 0
-    logits = model(**kwargs).logits
-    if logits.shape[1] == length:  # all columns came back (no window, or the model ignored it)
-        start = 0
-    index = (label_pos - 1 - start).unsqueeze(-1).expand(-1, -1, logits.shape[-1])
-    return torch.gather(logits, 1, index)
-
-
-def save_pretrained(model, processor, out_dir: Path) -> None:
+def save_pretrained(model, adapter, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
+    adapter.save_processor(out_dir)
 
 
 class RefLogpsCache:

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.samplers.base import SamplerError, require_model_dir
 from pipeline.samplers.prompts import (
-    PromptBuilder,
     PromptError,
     load_sample_images,
     stop_truncate,
+    user_text,
 )
 from pipeline.samplers.provenance import SamplerProvenance, derive_seed, model_fingerprint
 
@@ -74,18 +74,6 @@ def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_generation_model(model_dir: str, device: str, dtype: torch.dtype | None):
-    """An image-text-to-text model when the folder holds one, else a causal LM (text-only)."""
-    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
-
-    kwargs: dict[str, Any] = {"dtype": dtype} if dtype is not None else {}
-    try:
-        model = AutoModelForImageTextToText.from_pretrained(model_dir, **kwargs)
-    except ValueError:  # not a vision-language architecture
-        model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
-    return model.to(device).eval()
-
-
 class TransformersSampler:
     """``n`` responses per sample from a local Hugging Face model with ``generate``.
 
@@ -126,12 +114,17 @@ class TransformersSampler:
         self.base_dir = base_dir
         self.errors: dict[str, str] = {}
         self.tokens_generated = 0  # running count of sampled tokens (benchmarks, run statistics)
+        from models import get_adapter
+
+        self.system = system
         try:
-            self.prompts = PromptBuilder.from_pretrained(self.model_dir, system=system)
-            self.model = load_generation_model(self.model_dir, self.device, torch_dtype)
+            # The trainer scores pairs through the same adapter: one prompt, one tokenisation (models/).
+            self.adapter = get_adapter(self.model_dir)
+            self.prompts = self.adapter.prompt_builder(system)
+            self.model = self.adapter.load_model(dtype=torch_dtype, device=self.device).eval()
         except (PromptError, OSError, ValueError) as e:
             raise SamplerError(f"sampler 'transformers' cannot load {self.model_dir}: {' '.join(str(e).split())}") from e
-        self.tokenizer = self.prompts.tokenizer
+        self.tokenizer = self.adapter.tokenizer
         self.tokenizer.padding_side = "left"  # decoder-only generation continues from the right edge
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -143,8 +136,9 @@ class TransformersSampler:
             model=model_fingerprint(self.model_dir),
             sampling={"temperature": self.temperature, "top_p": self.top_p,
                       "max_new_tokens": self.max_new_tokens, "stop": self.stop},
-            prompt_template_sha256=self.prompts.template_sha256,
-            extra={"device": self.device, "dtype": str(self.model.dtype), "seeding": "per-row generator"},
+            prompt_template_sha256=self.prompts.template_sha256 if self.prompts else f"adapter:{self.adapter.name}",
+            extra={"device": self.device, "dtype": str(self.model.dtype), "seeding": "per-row generator",
+                   "adapter": self.adapter.name},
         )
 
     # -- the Sampler protocol --------------------------------------------------------------------------
@@ -156,7 +150,7 @@ class TransformersSampler:
         for i, s in enumerate(samples):
             try:
                 imgs = load_sample_images(s, self.base_dir)
-                prompt = self.prompts.render(s)
+                prompt = self.render(s)
             except PromptError as e:
                 self.errors[s.sample_id] = str(e)
                 log.warning("sampler 'transformers': %s", e)
@@ -169,6 +163,10 @@ class TransformersSampler:
         for slot, responses in zip(slots, self.generate(prompts, images, n, seeds), strict=True):
             out[slot] = responses
         return out
+
+    def render(self, sample: Sample) -> str:
+        """The sample's prompt string, as the adapter renders it for the trainer too."""
+        return self.adapter.render_prompt(user_text(sample), len(sample.images), self.system)
 
     def provenance(self, sample_id: str, seed: int) -> dict[str, Any]:
         return self._provenance.for_sample(sample_id, seed)
@@ -198,8 +196,8 @@ class TransformersSampler:
                         temperature: float, top_p: float, max_new_tokens: int, stop: list[str]) -> list[str]:
         """Responses for ``len(prompts) * n`` rows, ordered by prompt then response index.
 
-        Each prompt and its images are encoded once and ``generate`` expands them ``n`` times
-        (``num_return_sequences``, with each model's own expansion of its visual inputs). The seeded
+        Each prompt is encoded alone by the model's adapter (image tokens expanded, BOS as the trainer puts
+        it) and repeated ``n`` times; the adapter batches the extra inputs (left padding). The seeded
         processor leaves one finite score per row, so the multinomial draw of ``do_sample`` is a no-op.
         """
         import torch
@@ -207,19 +205,24 @@ class TransformersSampler:
 
         if not prompts:
             return []
-        flat = [im for imgs in images for im in imgs]
-        add_special = not (self.tokenizer.bos_token and prompts[0].startswith(self.tokenizer.bos_token))
-        if flat:
-            inputs = self.prompts.renderer(text=prompts, images=flat, return_tensors="pt", padding=True,
-                                           add_special_tokens=add_special)
-        else:
-            inputs = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=add_special)
-        inputs = inputs.to(self.device)
+        rows = []
+        for prompt, imgs in zip(prompts, images, strict=True):
+            ids, extra = self.adapter.encode_prompt(prompt, imgs)
+            rows += [(ids, extra, 0)] * n
+        length = max(len(ids) for ids, _, _ in rows)
+        input_ids = torch.full((len(rows), length), self.tokenizer.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros_like(input_ids)
+        for i, (ids, _, _) in enumerate(rows):
+            input_ids[i, length - len(ids):] = torch.tensor(ids)
+            attention_mask[i, length - len(ids):] = 1
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask,
+                  **self.adapter.collate(rows, length, left_pad=True)}
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
         if "pixel_values" in inputs and self.model.dtype != torch.float32:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         eos = self.model.generation_config.eos_token_id
         gen = GenerationConfig(
-            max_new_tokens=max_new_tokens, num_beams=1, num_return_sequences=n,
+            max_new_tokens=max_new_tokens, num_beams=1, num_return_sequences=1,
             do_sample=True, temperature=1.0, top_p=1.0, top_k=None,  # the draw happens in SeededSampling
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=eos if eos is not None else self.tokenizer.eos_token_id,
@@ -236,4 +239,4 @@ class TransformersSampler:
         return [stop_truncate(t, stop).strip() for t in decoded]
 
 
-__all__ = ["TransformersSampler", "load_generation_model"]
+__all__ = ["TransformersSampler"]
