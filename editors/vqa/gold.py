@@ -1,0 +1,82 @@
+"""The gold answer of a VQA sample: yes/no, one of the question's options, or an open value; a gold
+given as a sentence ("Yes, there are tuberculosis lesions in both upper lungs.") is read for its answer."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from editors.vqa.words import _STOP, VqaReadError, Word, content_words, tokenize, yes_no_of
+
+
+@dataclass
+class Gold:
+    """The gold answer and what the question offers: its options ("left or right?") and its terms."""
+
+    text: str
+    yes_no: str | None
+    terms: tuple[str, ...]
+    options: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)  # (display, norms) besides gold
+
+    @classmethod
+    def parse(cls, answer: str, question: str) -> Gold:
+        text = " ".join(str(answer).split())
+        terms = tuple(w.norm for w in content_words(tokenize(text)))
+        yes_no = yes_no_of(text) or sentence_yes_no(text, question)
+        return cls(text, yes_no, terms, [] if yes_no else question_options(question, terms))
+
+    @property
+    def normal(self) -> str:
+        return self.yes_no or " ".join(self.terms)
+
+
+def question_options(question: str, gold_terms: Sequence[str]) -> list[tuple[str, tuple[str, ...]]]:
+    """The other choices of an "A or B?" / "A, B or C?" question whose answer is one of them."""
+    m = re.search(r"([^?]*?)\bor\b([^?]*)", question, re.I)
+    if not m or not gold_terms:
+        return []
+    left_text, right_text = m.group(1), m.group(2)
+    left = left_text.split(",")
+    items = [p for p in left[:-1] if p.strip() and len(p.split()) <= 3]  # "lung, liver or heart"
+    before = content_words(tokenize(left[-1]))
+    after = content_words(tokenize(right_text))
+    n = len(gold_terms)
+    raw: list[list[Word]] = []
+    g = tuple(gold_terms)
+    if tuple(w.norm for w in after[:n]) == g or (after and after[0].norm == g[0]):
+        raw.append(before[-max(n, 1):])
+    elif tuple(w.norm for w in before[-n:]) == g or (before and before[-1].norm == g[-1]):
+        raw.append(after[: max(n, 1)])
+    else:
+        return []
+    if items:
+        raw.extend(content_words(tokenize(p))[-max(n, 1):] for p in items[-3:])
+    out = []
+    for ws in raw:
+        ws = [w for w in ws if w.norm not in _STOP or w.norm in g]
+        norms = tuple(w.norm for w in ws)
+        if norms and norms != g and not set(norms) <= set(g):
+            out.append((" ".join(w.text for w in ws), norms))
+    return out
+
+
+
+
+_YES_NO_QUESTION = re.compile(r"^\s*(?:is|are|was|were|does|do|did|has|have|had|can|could|will|would|should|"
+                              r"might|may)\b", re.I)
+
+
+def sentence_yes_no(answer: str, question: str) -> str | None:
+    """The yes/no a gold written as a sentence gives ("Yes, there are tuberculosis lesions in both upper
+    lungs." -> "yes"; "The lungs are clear." to "Is there tuberculosis?" -> "no"), read like a response:
+    every place it answers must agree. None for a gold that is not such a sentence."""
+    if len(answer.split()) < 2 or not _YES_NO_QUESTION.match(question) or re.search(r"\bor\b", question, re.I):
+        return None
+    from editors.vqa.places import read_yes_no
+
+    try:
+        polarity = read_yes_no(answer, question).polarity
+    except VqaReadError:
+        return None
+    return polarity if polarity in ("yes", "no") else None
