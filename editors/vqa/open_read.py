@@ -155,7 +155,11 @@ def _any_other_value(s_terms: list[Term], g_by_cat: dict[str, list[Term]]) -> bo
     return any(t.category in g_by_cat and t.value not in {g.value for g in g_by_cat[t.category]} for t in s_terms)
 
 
-_LEAD_IN = re.compile(r"^\s*(?:the answer is|answer\s*:|it is|it's|this is|these are|they are|that is)\s*", re.I)
+_LEAD_IN = re.compile(r"^\s*(?:(?:based on|according to|judging from|looking at) (?:the|this) [\w -]{0,30}?"
+                      r"(?:image|scan|film|x-ray|radiograph|findings?)\s*,?\s*)?(?:the answer is|answer\s*:|it is|"
+                      r"it's|this is|these are|they are|that is|i think (?:it is|it's|this is)|this appears to be|"
+                      r"it appears to be|the image shows)?\s*", re.I)
+_NEGATIVE_PHRASE = frozenset({"no", "not seen", "none", "not visible", "not present", "absent", "not seen here"})
 
 
 def _bare_phrase(text: str, words: list[Word]) -> list[Word] | None:
@@ -167,6 +171,8 @@ def _bare_phrase(text: str, words: list[Word]) -> list[Word] | None:
     content = content_words(ws)
     if len(content) == 1 and content[0].low in YES_WORDS | NO_WORDS:
         return content  # "No." to "What modality is this?"
+    if content and " ".join(w.low for w in ws if w.low not in ("here", "in", "the", "image")) in _NEGATIVE_PHRASE:
+        return ws  # "Not seen." to "Which part of the body is this?": the whole phrase is the answer
     if not content or len(content) > 6:
         return None
     if any(w.low in _AUX or w.low in _STOP - {"both"} or is_negation(w) for w in content):

@@ -47,6 +47,9 @@ _NORMAL = re.compile(r"\b(?:clear|normal|unremarkable|within normal limits|healt
                      r"(?:abnormalit(?:y|ies)|findings?|disease|process)|no (?:abnormalit(?:y|ies)|findings?|"
                      r"pathology|disease))\b", re.I)
 _NORMAL_Q = frozenset("normal abnormal clear unremarkable healthy".split())
+_LEAD_IN = re.compile(r"(?:based on|according to|judging from|looking at|from|in|on)\s+(?:the|this|these)\b[^,]*"
+                      r"(?:,|$)", re.I)
+_RELATIVE = frozenset({"which", "who", "whose", "that"})
 _SUBCLAUSE = re.compile(r",?\s+\band\b\s+(?=(?:there|the|no|it|this|these|a|an)\b)", re.I)
 
 
@@ -100,15 +103,15 @@ def read_yes_no(text: str, question: str) -> YesNoReading:
     places = [Place("token", "yes" if w.low in YES_WORDS else "no", w.start, w.end, (w,), "token")
               for w in tokens]
     q = _question(question)
-    token_ends = sorted(w.end for w in tokens)
     for start, end in claim_spans(text):
-        for t in token_ends:  # the claim of "Based on the image, no, there is ..." begins after "no"
-            if start < t <= end:
-                start = t
-        ws = tuple(w for w in words if start <= w.start and w.end <= end and w not in tokens)
-        place = _clause_place(text, ws, q)
-        if place is not None:
-            places.append(place)
+        cuts = [start] + [w.end for w in tokens if start < w.end <= end] + [end]
+        for a, b in zip(cuts, cuts[1:], strict=False):  # the parts of a clause around its yes/no words
+            ws = tuple(w for w in words if a <= w.start and w.end <= b and w not in tokens)
+            if not ws or _LEAD_IN.match(text, ws[0].start) or ws[0].low in _RELATIVE:
+                continue  # "Based on the image," / "which has the effect of ...": not a claim
+            place = _clause_place(text, ws, q)
+            if place is not None:
+                places.append(place)
     if not places:
         raise VqaReadError("answer_not_found", "no yes/no word and no clause about the question")
     return YesNoReading(sorted(places, key=lambda p: p.start))
@@ -182,7 +185,8 @@ def _clause_place(text: str, ws: tuple[Word, ...], q: _Question) -> Place | None
             continue
         conflicts += [(t, qt) for t in c_terms if t.category == qt.category and t.value != qt.value]
     overlap = any(w.norm in q.norms for w in content)
-    bare = not content and any(w.low in ("it", "there", "this", "they", "that") for w in ws)  # "No, it is not."
+    # "No, it is not.", "Not seen here.": no content word, but a pronoun or a negation answers
+    bare = not content and (bool(cues) or any(w.low in ("it", "there", "this", "they", "that") for w in ws))
     names = _names_concept(text, s, e, q)
     if q.concepts and not q.asks_normal and not names and _NORMAL.search(text, s, e) and _same_organ(ws, q):
         # "the lungs are clear" answers "no" to "Is there evidence of pulmonary tuberculosis?"

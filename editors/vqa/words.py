@@ -143,7 +143,7 @@ _STOP = frozenset(
     "imaging scan answer abnormality abnormalities lesion lesions located location found observed evident "
     "depicted displayed has have had does do did i we you our your their some any very well both as by "
     "from for into onto over under than then think believe guess say like similar represent represents most "
-    "seem".split())
+    "seem based according judging looking answer".split())
 _NEG_WORDS = frozenset("no not without absent none neither nor cannot never negative lacks lacking absence".split())
 _UNCERTAIN = re.compile(
     r"\b(cannot|can't|can not|unable to|not possible to|difficult to|hard to|impossible to) "
@@ -154,8 +154,9 @@ _BE = frozenset("is are was were".split())
 _AUX = frozenset("is are was were will would should could may might must does do did has have had".split())
 _ARTICLES = frozenset("a an some any".split())
 _PRONOUN_START = frozenset("there it this that the they i we he she these those".split())
-_VERBS = frozenset("show demonstrate reveal contain appear seem look suggest involve include".split())
-_DET_VERBS = frozenset("show demonstrate reveal contain include".split())  # "shows a X" -> "shows no X"
+_VERBS = frozenset("show demonstrate reveal contain appear seem look suggest involve include display exhibit depict "
+                   "indicate exist affect".split())
+_DET_VERBS = frozenset("show demonstrate reveal contain include display exhibit depict".split())  # "shows a X" -> "shows no X"
 
 YES_WORDS = frozenset("yes yeah yep correct true affirmative".split())
 NO_WORDS = frozenset("no nope incorrect false negative".split())
