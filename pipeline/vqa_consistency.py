@@ -75,6 +75,7 @@ def judge_yes_no(text: str, question: str) -> Verdict:
     q_mods = {_MODALITIES[w] for w in _words(question) if w in _MODALITIES}
     q_planes = {w for w in _words(question) if w in _PLANES}
     asks_parenchyma = any(w.startswith(_PARENCHYMA) for w in qwords)
+    q_neg = len(_NEG.findall(question)) % 2
     asks_normal = any(w in ("normal", "abnormal", "clear", "unremarkable") for w in qwords)
     places: list[tuple[str, str, str]] = []
     for m in _YES.finditer(text):
@@ -95,8 +96,8 @@ def judge_yes_no(text: str, question: str) -> Verdict:
             mods = {_MODALITIES[w] for w in ws if w in _MODALITIES}
             planes = {w for w in ws if w in _PLANES}
             other = bool((q_mods and mods and not mods & q_mods) or (q_planes and planes and not planes & q_planes))
-            if stems & keys - {"lung", "lungs", "chest"} or ants or other:
-                pol = "no" if (negs + ants + other) % 2 else "yes"
+            if stems & keys or ants or other:
+                pol = "no" if (negs + ants + other + q_neg) % 2 else "yes"
                 places.append(("clause", pol, body))
             elif asks_parenchyma and not asks_normal and _NORMAL_STMT.search(body):
                 places.append(("clause", "yes" if _NEG.search(re.sub(r"\bno (?:acute )?abnormal\w*", "", body))
@@ -107,7 +108,8 @@ def judge_yes_no(text: str, question: str) -> Verdict:
 _SYN = {"radiograph": "xray", "cxr": "xray", "posteroanterior": "pa", "anteroposterior": "ap", "r": "right",
         "l": "left", "mr": "mri", "transverse": "axial", "one": "1", "two": "2", "three": "3", "four": "4",
         "five": "5", "computed": "ct", "tomography": "", "magnetic": "mri", "resonance": "", "imaging": "",
-        "plane": "", "side": "", "the": "", "a": "", "an": "", "of": ""}
+        "plane": "", "side": "", "the": "", "a": "", "an": "", "of": "", "on": "",
+        "in": "", "at": "", "to": ""}
 
 
 def open_norm(s: str) -> list[str]:

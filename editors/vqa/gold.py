@@ -71,8 +71,10 @@ def sentence_yes_no(answer: str, question: str) -> str | None:
     """The yes/no a gold written as a sentence gives ("Yes, there are tuberculosis lesions in both upper
     lungs." -> "yes"; "The lungs are clear." to "Is there tuberculosis?" -> "no"), read like a response:
     every place it answers must agree. None for a gold that is not such a sentence."""
-    if len(answer.split()) < 2 or not _YES_NO_QUESTION.match(question) or re.search(r"\bor\b", question, re.I):
+    if len(answer.split()) < 2 or not _YES_NO_QUESTION.match(question):
         return None
+    if question_options(question, tuple(w.norm for w in content_words(tokenize(answer)))):
+        return None  # "Is it solid or cystic?" answered "Solid mass": a choice, not a yes/no
     from editors.vqa.places import read_yes_no
 
     try:

@@ -159,6 +159,7 @@ _LEAD_IN = re.compile(r"^\s*(?:(?:based on|according to|judging from|looking at)
                       r"(?:image|scan|film|x-ray|radiograph|findings?)\s*,?\s*)?(?:the answer is|answer\s*:|it is|"
                       r"it's|this is|these are|they are|that is|i think (?:it is|it's|this is)|this appears to be|"
                       r"it appears to be|the image shows)?\s*", re.I)
+_TRAIL = re.compile(r",?\s*(?:based on|according to|as seen on|judging from)\s+(?:the|this)\b[^,]*$", re.I)
 _NEGATIVE_PHRASE = frozenset({"no", "not seen", "none", "not visible", "not present", "absent", "not seen here"})
 
 
@@ -167,13 +168,14 @@ def _bare_phrase(text: str, words: list[Word]) -> list[Word] | None:
     if len(sentences(text)) != 1:
         return None
     lead = _LEAD_IN.match(text)
-    ws = [w for w in words if not lead or w.start >= lead.end()]
+    trail = _TRAIL.search(text)
+    ws = [w for w in words if (not lead or w.start >= lead.end()) and (not trail or w.end <= trail.start())]
     content = content_words(ws)
     if len(content) == 1 and content[0].low in YES_WORDS | NO_WORDS:
         return content  # "No." to "What modality is this?"
     if content and " ".join(w.low for w in ws if w.low not in ("here", "in", "the", "image")) in _NEGATIVE_PHRASE:
         return ws  # "Not seen." to "Which part of the body is this?": the whole phrase is the answer
-    if not content or len(content) > 6:
+    if not content or len(content) > 10:
         return None
     if any(w.low in _AUX or w.low in _STOP - {"both"} or is_negation(w) for w in content):
         return None

@@ -160,6 +160,7 @@ class _Question:
     terms: tuple[Term, ...]
     concepts: frozenset[str]
     asks_normal: bool
+    negated: bool  # "Was this image taken without motion artifact?": its claim holds a negation
 
 
 @lru_cache(maxsize=4096)
@@ -167,7 +168,8 @@ def _question(question: str) -> _Question:
     qw = tokenize(question)
     norms = frozenset(w.norm for w in content_words(qw) if w.norm not in _STOP)
     concepts = frozenset(f.concept for f in _findings(question) if f.category != "denial")
-    return _Question(norms, tuple(find_terms(qw)), concepts, bool(norms & _NORMAL_Q))
+    negated = sum(is_negation(w) for w in qw) % 2 == 1
+    return _Question(norms, tuple(find_terms(qw)), concepts, bool(norms & _NORMAL_Q), negated)
 
 
 def _clause_place(text: str, ws: tuple[Word, ...], q: _Question) -> Place | None:
@@ -196,7 +198,7 @@ def _clause_place(text: str, ws: tuple[Word, ...], q: _Question) -> Place | None
     if overlap or bare or antonyms or conflicts or names:
         if conflicts and cues:
             raise VqaReadError("ambiguous_answer", "the response negates a different value than the one asked about")
-        neg = (len(cues) + bool(antonyms) + bool(conflicts)) % 2 == 1
+        neg = (len(cues) + bool(antonyms) + bool(conflicts) + q.negated) % 2 == 1
         how = "conflict" if conflicts else "antonym" if antonyms else "negation" if cues else "assertion"
         return Place("clause", "no" if neg else "yes", s, e, ws, how, cues, antonyms, tuple(conflicts))
     return None

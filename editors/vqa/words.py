@@ -143,7 +143,7 @@ _STOP = frozenset(
     "imaging scan answer abnormality abnormalities lesion lesions located location found observed evident "
     "depicted displayed has have had does do did i we you our your their some any very well both as by "
     "from for into onto over under than then think believe guess say like similar represent represents most "
-    "seem based according judging looking answer".split())
+    "seem based according judging looking answer so".split())
 _NEG_WORDS = frozenset("no not without absent none neither nor cannot never negative lacks lacking absence".split())
 _UNCERTAIN = re.compile(
     r"\b(cannot|can't|can not|unable to|not possible to|difficult to|hard to|impossible to) "
