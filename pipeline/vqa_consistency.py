@@ -18,7 +18,7 @@ _CLAUSE_CUT = re.compile(r",(?!\s*(?:which|who|that)\b)|;|:|\bbut\b|\bwhile\b|\b
 _LEAD = re.compile(r"^\W*(?:based on|according to|judging from|looking at)\b", re.I)
 _NEG = re.compile(r"\b(?:no|not|without|absent|none|negative for|free of|cannot|never)\b|n't\b", re.I)
 _YES = re.compile(r"\byes\b", re.I)
-_NO_TOKEN = re.compile(r"\bno\b(?=\s*(?:[,.;:!*\-)]|$|\s+(?:there|it|this|they|i)\b))", re.I)
+_NO_TOKEN = re.compile(r"\bno\b(?=\s*(?:[,.;:!*\-)\"']|$|\s+(?:there|it|this|they|i|the)\b))", re.I)
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = set("""is are was were be been the a an of in on at to this that these those there it its does do did
 has have had any some image images picture scan film study shown seen see visible present evidence patient
@@ -75,6 +75,7 @@ def judge_yes_no(text: str, question: str) -> Verdict:
     q_mods = {_MODALITIES[w] for w in _words(question) if w in _MODALITIES}
     q_planes = {w for w in _words(question) if w in _PLANES}
     asks_parenchyma = any(w.startswith(_PARENCHYMA) for w in qwords)
+    question = re.sub(r"\byes\s*/\s*no\b", " ", question, flags=re.I)
     q_neg = len(_NEG.findall(question)) % 2
     asks_normal = any(w in ("normal", "abnormal", "clear", "unremarkable") for w in qwords)
     places: list[tuple[str, str, str]] = []
@@ -84,11 +85,13 @@ def judge_yes_no(text: str, question: str) -> Verdict:
         places.append(("token", "no", m.group()))
     for sent in _SENT.findall(text):
         for clause in _CLAUSE_CUT.split(sent):
-            body = re.sub(r"^\W*(?:yes|no)\b(?=\s*(?:[,.;:!*\-)]|$|\s+(?:there|it|this|they|i)\b))\W*", "",
+            body = re.sub(r"^\W*(?:yes|no)\b(?=\s*(?:[,.;:!*\-)\"']|$|\s+(?:there|it|this|they|i|the)\b))\W*", "",
                           clause.strip(), flags=re.I)
             body = re.sub(r"\b(?:the answer is|answer)\s*:?\s*(?:yes|no)\b", "", body, flags=re.I)
             ws = _words(body)
             if not ws or _LEAD.match(body):  # "Based on the chest X-ray": where the answer comes from
+                continue
+            if re.search(r"\bother\b", body, re.I) and _NEG.search(body):  # "No other abnormality is seen."
                 continue
             stems = {_stem(w) for w in ws}
             negs = len(_NEG.findall(body))
@@ -141,7 +144,7 @@ def fluent(text: str) -> bool:
         return False
     if re.search(r"\ban [bcdfgjklmnpqrstvwz][a-z]", text) or re.search(r"\ba [aeio][a-z]", text):
         return False
-    if any(c.isupper() for c in text):
+    if text[:1].isupper():
         for s in re.findall(r"(?:^|[.!?]\s+)([a-z])", text):
             if s:
                 return False

@@ -8,7 +8,7 @@ shares no code with the editors (``editors/vqa``), so it cannot bend to what the
 
 A yes/no question becomes a claim ("Is there a mass in the right hilum?" -> "there is a mass in the
 right hilum" / "there is no mass in the right hilum"); questions whose claim this simple rewriter
-cannot form get only the styles that need no claim (there are nine of those).
+cannot form get only the styles that need no claim (there are thirteen of those).
 """
 
 from __future__ import annotations
@@ -49,6 +49,10 @@ TOKEN_STYLES = [
     ("lead_in_answer_is", "Based on the image, the answer is {a}."),
     ("bold", "**{A}**"),
     ("dash_reason", "{A} - based on the findings in this image."),
+    ("short_clause", "{A}, {it}."),
+    ("label", "{Label}."),
+    ("quoted", '"{A}"'),
+    ("answer_is_colon", "The answer is: {A}"),
 ]
 # styles that restate the claim: {C} / {c} = the claim (capitalised / not) that fits the answer
 CLAIM_STYLES = [
@@ -59,6 +63,12 @@ CLAIM_STYLES = [
     ("multi_sentence", "{A}. {C}. Clinical correlation is recommended."),
     ("hedged", "{A}, it appears that {c}."),
     ("claim_then_token", "{C}, so the answer is {a}."),
+    ("dash_claim", "{A} - {c}."),
+    ("semicolon_claim", "{A}; {c}."),
+    ("labelled_explanation", "**Answer:** {A}. **Explanation:** {C}."),
+    ("lead_in_claim", "In this image, {c}."),
+    ("i_can_see", "{A}, I can see that {c}."),
+    ("three_sentences", "{A}. {C}. No other abnormality is seen."),
 ]
 OPEN_STYLES = [
     ("bare", "{V}."),
@@ -154,7 +164,8 @@ def closed_items(dataset: str, qid: str, question: str, gold: str, *, gold_text:
     for right in (False, True):
         a = gold if right else ("no" if gold == "yes" else "yes")
         styles = list(TOKEN_STYLES)
-        fill = {"A": _cap(a), "a": a}
+        fill = {"A": _cap(a), "a": a, "it": "it is" if a == "yes" else "it is not",
+                "Label": "Affirmative" if a == "yes" else "Negative"}
         if cl is not None:
             c = cl[0] if a == "yes" else cl[1]
             fill |= {"C": _cap(c), "c": c}

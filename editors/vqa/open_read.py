@@ -158,15 +158,19 @@ def _any_other_value(s_terms: list[Term], g_by_cat: dict[str, list[Term]]) -> bo
 _LEAD_IN = re.compile(r"^\s*(?:(?:based on|according to|judging from|looking at) (?:the|this) [\w -]{0,30}?"
                       r"(?:image|scan|film|x-ray|radiograph|findings?)\s*,?\s*)?(?:the answer is|answer\s*:|it is|"
                       r"it's|this is|these are|they are|that is|i think (?:it is|it's|this is)|this appears to be|"
-                      r"it appears to be|the image shows)?\s*", re.I)
+                      r"it appears to be)?\s*", re.I)
 _TRAIL = re.compile(r",?\s*(?:based on|according to|as seen on|judging from)\s+(?:the|this)\b[^,]*$", re.I)
 _NEGATIVE_PHRASE = frozenset({"no", "not seen", "none", "not visible", "not present", "absent", "not seen here"})
 
 
 def _bare_phrase(text: str, words: list[Word]) -> list[Word] | None:
     """A response that is only an answer phrase ("Pancreas.", "The right upper lobe"): its words."""
-    if len(sentences(text)) != 1:
+    sents = sentences(text)
+    if not sents:
         return None
+    if len(sents) > 1:  # "Pancreas. This is seen on the image.": the answer phrase is the first sentence
+        words = [w for w in words if w.end <= sents[0][1]]
+        text = text[: sents[0][1]]
     lead = _LEAD_IN.match(text)
     trail = _TRAIL.search(text)
     ws = [w for w in words if (not lead or w.start >= lead.end()) and (not trail or w.end <= trail.start())]

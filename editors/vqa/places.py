@@ -48,7 +48,9 @@ _NORMAL = re.compile(r"\b(?:clear|normal|unremarkable|within normal limits|healt
                      r"pathology|disease))\b", re.I)
 _NORMAL_Q = frozenset("normal abnormal clear unremarkable healthy".split())
 _LEAD_IN = re.compile(r"(?:based on|according to|judging from|looking at|from|in|on)\s+(?:the|this|these)\b[^,]*"
-                      r"(?:,|$)", re.I)
+                      r"(?:,|$)|[*\s]*(?:answer|explanation|reasoning|rationale|impression|conclusion)\s*[*]*\s*:[*\s]*",
+                      re.I)
+_CHOICES = re.compile(r"[-(\s]*\byes\s*/\s*no\b\)?", re.I)
 _RELATIVE = frozenset({"which", "who", "whose", "that"})
 _SUBCLAUSE = re.compile(r",?\s+\band\b\s+(?=(?:there|the|no|it|this|these|a|an)\b)", re.I)
 
@@ -107,8 +109,11 @@ def read_yes_no(text: str, question: str) -> YesNoReading:
         cuts = [start] + [w.end for w in tokens if start < w.end <= end] + [end]
         for a, b in zip(cuts, cuts[1:], strict=False):  # the parts of a clause around its yes/no words
             ws = tuple(w for w in words if a <= w.start and w.end <= b and w not in tokens)
-            if not ws or _LEAD_IN.match(text, ws[0].start) or ws[0].low in _RELATIVE:
-                continue  # "Based on the image," / "which has the effect of ...": not a claim
+            lead = _LEAD_IN.match(text, ws[0].start) if ws else None
+            if lead:  # "Based on the image," / "In this image,": where the answer comes from, not a claim
+                ws = tuple(w for w in ws if w.start >= lead.end())
+            if not ws or ws[0].low in _RELATIVE:
+                continue  # "which has the effect of ...": part of a noun, not a claim
             place = _clause_place(text, ws, q)
             if place is not None:
                 places.append(place)
@@ -150,7 +155,7 @@ def _is_token(text: str, w: Word, words: list[Word]) -> bool:
         return True
     i = words.index(w)
     nxt = words[i + 1] if i + 1 < len(words) else None
-    return low == "no" and nxt is not None and nxt.low in _PRONOUN_START - {"the"} \
+    return low == "no" and nxt is not None and nxt.low in _PRONOUN_START \
         and not re.search(r"\w", text[w.end : nxt.start])
 
 
@@ -165,7 +170,7 @@ class _Question:
 
 @lru_cache(maxsize=4096)
 def _question(question: str) -> _Question:
-    qw = tokenize(question)
+    qw = tokenize(_CHOICES.sub(" ", question))  # "Is the lesion ring enhancing? -yes/no"
     norms = frozenset(w.norm for w in content_words(qw) if w.norm not in _STOP)
     concepts = frozenset(f.concept for f in _findings(question) if f.category != "denial")
     negated = sum(is_negation(w) for w in qw) % 2 == 1
@@ -198,7 +203,8 @@ def _clause_place(text: str, ws: tuple[Word, ...], q: _Question) -> Place | None
     if overlap or bare or antonyms or conflicts or names:
         if conflicts and cues:
             raise VqaReadError("ambiguous_answer", "the response negates a different value than the one asked about")
-        neg = (len(cues) + bool(antonyms) + bool(conflicts) + q.negated) % 2 == 1
+        # a clause that restates the claim restates its negation too; "it is" only points at it
+        neg = (len(cues) + bool(antonyms) + bool(conflicts) + (q.negated and not bare)) % 2 == 1
         how = "conflict" if conflicts else "antonym" if antonyms else "negation" if cues else "assertion"
         return Place("clause", "no" if neg else "yes", s, e, ws, how, cues, antonyms, tuple(conflicts))
     return None

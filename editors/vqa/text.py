@@ -82,6 +82,10 @@ def display(norm_value: str, template: str = "", lower_text: bool = False) -> st
     out = _DISPLAY_OF.get(norm_value, norm_value)
     if _is_number(norm_value) and template and not template[:1].isdigit():
         out = _NUMBER_WORDS.get(norm_value, norm_value)
+    if len(template) == 1 and template.isupper() and norm_value in ("left", "right"):
+        return norm_value[0].upper()  # "R" -> "L": the response abbreviates sides
+    if out != norm_value and any(c.isupper() for c in out) and not lower_text:
+        return out  # a written form of its own ("X-ray", "CT"): not re-cased after the template
     return match_case(template, out, lower_text)
 
 
@@ -118,8 +122,8 @@ def _vowel_sound(word: str) -> bool:
         return False
     if word[:1].isdigit():
         return word.startswith(("8", "11", "18"))
-    if word.isupper() and len(word) <= 5:
-        return word[0] in "AEFHILMNORSX"
+    if (word.isupper() and len(word) <= 5) or (len(word) > 1 and word[0].isupper() and not word[1].islower()):
+        return word[0] in "AEFHILMNORSX"  # "an MRI", "an X-ray": the letter's name
     low = word.lower()
     if low.startswith(("uni", "use", "usu", "one", "eu", "ur")):
         return False
