@@ -148,7 +148,7 @@ _NEG_WORDS = frozenset("no not without absent none neither nor cannot never nega
 _UNCERTAIN = re.compile(
     r"\b(cannot|can't|can not|unable to|not possible to|difficult to|hard to|impossible to) "
     r"(be )?(determine|determined|tell|assess|assessed|say|evaluate|evaluated|answer|know)\b|"
-    r"\b(not sure|unclear|uncertain|indeterminate|i don't know|i do not know|not clear)\b",
+    r"\b(not sure|unclear|uncertain|indeterminate|i don't know|i do not know|(?:it is|it's|this is) not clear)\b",
     re.I)
 _BE = frozenset("is are was were".split())
 _AUX = frozenset("is are was were will would should could may might must does do did has have had".split())

@@ -38,10 +38,17 @@ def state_answer(text: str, reading: YesNoReading, question: str, target: str) -
             kept.append(p)
         else:
             removed.append(p)
-    if removed:
-        if not kept:
+    if removed and not kept:
+        # nothing else answers: a normal statement is negated instead ("The lungs are not clear.")
+        negated = [_make_negative(text, list(p.words)) if p.how == "normal" and target == "yes"
+                   and any(w.low in _AUX or w.low.rstrip("s") in _VERBS for w in p.words) else None
+                   for p in removed]
+        if any(e is None for e in negated):
             return None, (f"its only answer, {text[removed[0].start : removed[0].end]!r}, cannot say "
                           f"{target!r} in its own words and removing it leaves no answer")
+        edits.extend(e for es in negated for e in es)
+        removed = []
+    if removed:
         for p in removed:
             cut = _remove_clause(text, p)
             if cut is None:
@@ -54,6 +61,7 @@ def state_answer(text: str, reading: YesNoReading, question: str, target: str) -
     return edits, ""
 
 
+_SEP_AFTER = re.compile(r",?\s+(?:and|but)\s+(?=\w)", re.I)
 _SEP_BEFORE = re.compile(r"(?:,?\s+(?:and|but|which|while|however)|[,;:]|\s+)\s*$", re.I)
 
 
@@ -63,6 +71,12 @@ def _remove_clause(text: str, p: Place) -> SpanEdit | None:
     sent_start = max(text.rfind(c, 0, s) for c in ".!?\n") + 1
     head = text[sent_start:s]
     end_punct = re.match(r"[.!?]*", text[e:]).group()
+    after = _SEP_AFTER.match(text, e)
+    if after:  # "the lungs are clear and there is ...": the clause goes with the "and" after it
+        nxt = after.end()
+        if not head.strip() and nxt < len(text):
+            return SpanEdit(s, nxt + 1, text[nxt].upper(), ERROR_TYPE, EDITOR)
+        return SpanEdit(s, nxt, "", ERROR_TYPE, EDITOR)
     if not head.strip():  # the clause opens its sentence: remove the sentence with its end and the next space
         e2 = e + len(end_punct)
         while e2 < len(text) and text[e2] in " \t":
