@@ -18,7 +18,7 @@ _CLAUSE_CUT = re.compile(r",(?!\s*(?:which|who|that)\b)|;|:|\bbut\b|\bwhile\b|\b
 _LEAD = re.compile(r"^\W*(?:based on|according to|judging from|looking at)\b", re.I)
 _NEG = re.compile(r"\b(?:no|not|without|absent|none|negative for|free of|cannot|never)\b|n't\b", re.I)
 _YES = re.compile(r"\byes\b", re.I)
-_NO_TOKEN = re.compile(r"\bno\b(?=\s*(?:[,.;:!*\-)\"']|$|\s+(?:there|it|this|they|i|the)\b))", re.I)
+_NO_TOKEN = re.compile(r"\bno\b(?=\s*(?:[,.;:!*\-)\"'\u2013\u2014]|$|\s+(?:there|it|this|they|i|the)\b))", re.I)
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = set("""is are was were be been the a an of in on at to this that these those there it its does do did
 has have had any some image images picture scan film study shown seen see visible present evidence patient
@@ -85,7 +85,7 @@ def judge_yes_no(text: str, question: str) -> Verdict:
         places.append(("token", "no", m.group()))
     for sent in _SENT.findall(text):
         for clause in _CLAUSE_CUT.split(sent):
-            body = re.sub(r"^\W*(?:yes|no)\b(?=\s*(?:[,.;:!*\-)\"']|$|\s+(?:there|it|this|they|i|the)\b))\W*", "",
+            body = re.sub(r"^\W*(?:yes|no)\b(?=\s*(?:[,.;:!*\-)\"'\u2013\u2014]|$|\s+(?:there|it|this|they|i|the)\b))\W*", "",
                           clause.strip(), flags=re.I)
             body = re.sub(r"\b(?:the answer is|answer)\s*:?\s*(?:yes|no)\b", "", body, flags=re.I)
             ws = _words(body)
@@ -99,7 +99,8 @@ def judge_yes_no(text: str, question: str) -> Verdict:
             mods = {_MODALITIES[w] for w in ws if w in _MODALITIES}
             planes = {w for w in ws if w in _PLANES}
             other = bool((q_mods and mods and not mods & q_mods) or (q_planes and planes and not planes & q_planes))
-            if stems & keys or ants or other:
+            bare = set(ws) <= {"present", "absent", "seen", "visible", "not", "none", "identified"}
+            if stems & keys or ants or other or bare:
                 pol = "no" if (negs + ants + other + q_neg) % 2 else "yes"
                 places.append(("clause", pol, body))
             elif asks_parenchyma and not asks_normal and _NORMAL_STMT.search(body):

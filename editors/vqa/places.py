@@ -42,7 +42,7 @@ from pipeline.extract.tokens import tokenize as report_tokens
 
 _LEAD = re.compile(r"(?:^|[.!?:;,\n(\-\u2014*\"']|\b(?:answer(?: to (?:the|this) question)?(?: is| would be)?"
                    r"|i would say|i'd say|so|then|and|short|simply|i think|i believe)\s*:?)\s*[*\"']*\s*$", re.I)
-_TAIL = re.compile(r"^\s*[*\"']*\s*(?:[,.;:!\n)\u2014-]|$)")
+_TAIL = re.compile(r"^\s*[*\"']*\s*(?:[,.;:!\n)\u2013\u2014-]|$)")
 _NORMAL = re.compile(r"\b(?:clear|normal|unremarkable|within normal limits|healthy|no acute (?:\w+ )?"
                      r"(?:abnormalit(?:y|ies)|findings?|disease|process)|no (?:abnormalit(?:y|ies)|findings?|"
                      r"pathology|disease))\b", re.I)
@@ -51,8 +51,12 @@ _LEAD_IN = re.compile(r"(?:based on|according to|judging from|looking at|from|in
                       r"(?:,|$)|[*\s]*(?:answer|explanation|reasoning|rationale|impression|conclusion)\s*[*]*\s*:[*\s]*",
                       re.I)
 _CHOICES = re.compile(r"[-(\s]*\byes\s*/\s*no\b\)?", re.I)
+_BARE = frozenset("it there this they that present seen visible identified noted evident".split())
 _RELATIVE = frozenset({"which", "who", "whose", "that"})
-_SUBCLAUSE = re.compile(r",?\s+\band\b\s+(?=(?:there|the|no|it|this|these|a|an)\b)", re.I)
+APPOSITIVES = frozenset("consistent compatible suggesting suggestive indicating likely probably representing "
+                        "concerning".split())
+_SUBCLAUSE = re.compile(r",?\s+\band\b\s+(?=(?:there|the|no|it|this|these|a|an)\b)|,\s+(?=(?:most\s+)?(?:"
+                        + "|".join(sorted(APPOSITIVES)) + r")\b)", re.I)
 
 
 @dataclass(frozen=True)
@@ -193,9 +197,10 @@ def _clause_place(text: str, ws: tuple[Word, ...], q: _Question) -> Place | None
         conflicts += [(t, qt) for t in c_terms if t.category == qt.category and t.value != qt.value]
     overlap = any(w.norm in q.norms for w in content)
     # "No, it is not.", "Not seen here.": no content word, but a pronoun or a negation answers
-    bare = not content and (bool(cues) or any(w.low in ("it", "there", "this", "they", "that") for w in ws))
+    bare = not content and (bool(cues) or any(w.low in _BARE for w in ws))
     names = _names_concept(text, s, e, q)
-    if q.concepts and not q.asks_normal and not names and _NORMAL.search(text, s, e) and _same_organ(ws, q):
+    if q.concepts and not q.asks_normal and not names and not antonyms and _NORMAL.search(text, s, e) \
+            and _same_organ(ws, q):
         # "the lungs are clear" answers "no" to "Is there evidence of pulmonary tuberculosis?"
         normal_cues = tuple(w for w in cues if not _NORMAL.match(text, w.start, e))
         neg = len(normal_cues) % 2 == 1

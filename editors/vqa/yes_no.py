@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 from editors.base import SpanEdit
-from editors.vqa.places import Place, YesNoReading
+from editors.vqa.places import APPOSITIVES, Place, YesNoReading
 from editors.vqa.text import _plural, _vowel_sound, display, match_case, replace_words
 from editors.vqa.words import _ARTICLES, _AUX, _BE, _DET_VERBS, _VERBS, EDITOR, ERROR_TYPE, Word, tokenize
 
@@ -96,6 +96,8 @@ def _remove_clause(text: str, p: Place) -> SpanEdit | None:
 def _flip_clause(text: str, r: Place, question: str) -> list[SpanEdit] | None:
     """Edits giving the clause the other polarity, at its negation, antonym or other value."""
     ws = list(r.words)
+    if ws[0].low in APPOSITIVES or (ws[0].low == "most" and len(ws) > 1 and ws[1].low in APPOSITIVES):
+        return None  # ", consistent with cardiomegaly": an appositive that restates is removed, not negated
     lower_text = not any(c.isupper() for c in text)
     if r.antonyms:  # "the lungs are abnormal" -> "the lungs are normal"
         w, q = r.antonyms[0]
@@ -190,7 +192,13 @@ def _make_positive(text: str, ws: list[Word], cue: Word) -> list[SpanEdit] | Non
                              ERROR_TYPE, EDITOR)]
         return delete()
     if low == "not":
-        return delete()
+        if prev is not None and prev.low in ("do", "does") and nxt is not None and nxt.low in _SEE_VERBS \
+                and text[prev.end : cue.start] == " " and text[cue.end : nxt.start] == " ":
+            # "I do not see any X" -> "I see a X"; "the image does not show X" -> "the image shows X"
+            verb = nxt.text if prev.low == "do" else _third_person(nxt.text)
+            return [SpanEdit(prev.start, nxt.end, match_case(prev.text, verb), ERROR_TYPE, EDITOR)] \
+                + _any_to_article(text, ws, i + 2)
+        return delete() + _any_to_article(text, ws, i + 1) if delete() else None
     if low == "cannot":
         return [SpanEdit(cue.start, cue.end, match_case(cue.text, "can"), ERROR_TYPE, EDITOR)]
     if low.endswith("n't"):
@@ -203,3 +211,27 @@ def _make_positive(text: str, ws: list[Word], cue: Word) -> list[SpanEdit] | Non
     return None
 
 
+_SEE_VERBS = frozenset("see show demonstrate reveal contain have display exhibit depict appear look suggest "
+                       "involve include indicate".split())
+
+
+def _third_person(verb: str) -> str:
+    low = verb.lower()
+    if low == "have":
+        return verb[:2] + "s"
+    if low.endswith(("s", "sh", "ch", "x")):
+        return verb + "es"
+    return verb + "s"
+
+
+def _any_to_article(text: str, ws: list[Word], k: int) -> list[SpanEdit]:
+    """After a removed negation, "any X" -> "a X" (or "X" before a plural) within the next three words."""
+    for j in range(k, min(k + 3, len(ws))):
+        w = ws[j]
+        if w.low == "any" and j + 1 < len(ws):
+            nxt = ws[j + 1]
+            if _plural(nxt.text):
+                return [SpanEdit(w.start, nxt.start, "", ERROR_TYPE, EDITOR)]
+            return [SpanEdit(w.start, w.end, match_case(w.text, "an" if _vowel_sound(nxt.text) else "a"),
+                             ERROR_TYPE, EDITOR)]
+    return []
