@@ -31,6 +31,7 @@ from editors.vqa import (
     read_yes_no,
     state_answer,
 )
+from editors.vqa.gold import _YES_NO_QUESTION
 from pipeline.text_pairs import TextPair, TextPairError
 from schemas.pair import Edit
 
@@ -118,6 +119,9 @@ def _open_pair(response: str, gold: Gold, prompt: str, candidates: Sequence[str]
             return False
 
     kind = "choice" if gold.options else "open"
+    if len(gold.text.split()) >= 4 and _YES_NO_QUESTION.match(prompt) and not gold.options:
+        raise TextPairError("answer_not_found", f"the gold {gold.text!r} answers a yes/no question but gives "
+                                                "no yes/no that can be read, and a sentence is not put into an answer")
     notes = {"answer_kind": kind, "gold_answer": gold.normal, "read": reading.how}
     if reading.correct:
         for injected, edits in inject_open(response, reading, gold, candidates, rng):

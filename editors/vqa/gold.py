@@ -23,7 +23,9 @@ class Gold:
     def parse(cls, answer: str, question: str) -> Gold:
         text = " ".join(str(answer).split())
         terms = tuple(w.norm for w in content_words(tokenize(text)))
-        yes_no = yes_no_of(text) or sentence_yes_no(text, question)
+        yes_no = yes_no_of(text) if _YES_NO_QUESTION.match(question) or not question.strip() \
+            or text.lower().strip(" .!") in ("yes", "no") else None  # "None" to "What diseases ...?" is open
+        yes_no = yes_no or sentence_yes_no(text, question)
         return cls(text, yes_no, terms, [] if yes_no else question_options(question, terms))
 
     @property

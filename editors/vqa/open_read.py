@@ -105,7 +105,8 @@ def read_open(text: str, gold: Gold, question: str = "", candidates: Sequence[st
         s_terms = find_terms(sw)
         conflicts = _category_conflicts(s_terms, g_by_cat)
         norms = {w.norm for w in content}
-        if set(gold.terms) <= norms and not conflicts and not _any_other_value(s_terms, g_by_cat):
+        if set(gold.terms) <= norms and not conflicts and not _any_other_value(s_terms, g_by_cat) \
+                and all(_find_seq(content, item) for item in _list_items(gold.text)):
             found = [w for w in content if w.norm in gold.terms]
             return OpenReading(True, "words", gold.normal, found, sw)
         if not conflicts:
@@ -223,3 +224,12 @@ def _phrase_bounds(sw: list[Word], i: int, j: int) -> tuple[int, int]:
     while j + 1 < len(sw) and inside(sw[j + 1]):
         j += 1
     return i, j
+
+
+def _list_items(gold_text: str) -> list[tuple[str, ...]]:
+    """The items of a gold that lists several ("Brain Edema, Brain Enhancing Tumor"): each must be named
+    whole, not only its words scattered over the sentence."""
+    parts = re.split(r",|;|\band\b", gold_text)
+    if len(parts) < 2:
+        return []
+    return [t for t in (tuple(w.norm for w in content_words(tokenize(p))) for p in parts) if t]

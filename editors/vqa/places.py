@@ -51,6 +51,7 @@ _LEAD_IN = re.compile(r"(?:based on|according to|judging from|looking at|from|in
                       r"(?:,|$)|[*\s]*(?:answer|explanation|reasoning|rationale|impression|conclusion)\s*[*]*\s*:[*\s]*",
                       re.I)
 _CHOICES = re.compile(r"[-(\s]*\byes\s*/\s*no\b\)?", re.I)
+_CLAIM_WORDS = frozenset("abnormality abnormalities lesion lesions finding findings".split())  # what a claim is about
 _BARE = frozenset("it there this they that present seen visible identified noted evident".split())
 _RELATIVE = frozenset({"which", "who", "whose", "that"})
 APPOSITIVES = frozenset("consistent compatible suggesting suggestive indicating likely probably representing "
@@ -175,7 +176,7 @@ class _Question:
 @lru_cache(maxsize=4096)
 def _question(question: str) -> _Question:
     qw = tokenize(_CHOICES.sub(" ", question))  # "Is the lesion ring enhancing? -yes/no"
-    norms = frozenset(w.norm for w in content_words(qw) if w.norm not in _STOP)
+    norms = frozenset(w.norm for w in content_words(qw) if w.norm not in _STOP or w.norm in _CLAIM_WORDS)
     concepts = frozenset(f.concept for f in _findings(question) if f.category != "denial")
     negated = sum(is_negation(w) for w in qw) % 2 == 1
     return _Question(norms, tuple(find_terms(qw)), concepts, bool(norms & _NORMAL_Q), negated)
@@ -185,7 +186,7 @@ def _clause_place(text: str, ws: tuple[Word, ...], q: _Question) -> Place | None
     if not ws:
         return None
     s, e = ws[0].start, ws[-1].end
-    content = [w for w in content_words(ws) if w.norm not in _STOP and not is_negation(w)]
+    content = [w for w in content_words(ws) if (w.norm not in _STOP or w.norm in _CLAIM_WORDS) and not is_negation(w)]
     cues = tuple(w for w in ws if is_negation(w))
     antonyms = tuple((w, _ANTONYMS[w.norm]) for w in ws
                      if w.norm in _ANTONYMS and _ANTONYMS[w.norm] in q.norms and w.norm not in q.norms)
