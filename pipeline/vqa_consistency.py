@@ -18,7 +18,7 @@ _CLAUSE_CUT = re.compile(r",(?!\s*(?:which|who|that)\b)|;|:|\bbut\b|\bwhile\b|\b
 _LEAD = re.compile(r"^\W*(?:based on|according to|judging from|looking at)\b", re.I)
 _NEG = re.compile(r"\b(?:no|not|without|absent|none|negative for|free of|cannot|never)\b|n't\b", re.I)
 _YES = re.compile(r"\byes\b", re.I)
-_NO_TOKEN = re.compile(r"\bno\b(?=\s*(?:[,.;:!*\-)\"'\u2013\u2014]|$|\s+(?:there|it|this|they|i|the)\b))", re.I)
+_NO_TOKEN = re.compile(r"\bno\b(?=\s*(?:[,.;:!*\-()\"'\u2013\u2014]|$|\s+(?:there|it|this|they|i|the)\b))", re.I)
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = set("""is are was were be been the a an of in on at to this that these those there it its does do did
 has have had any some image images picture scan film study shown seen see visible present evidence patient
@@ -68,6 +68,16 @@ class Verdict:
         return bool(self.places) and self.polarities == {gold}
 
 
+def _clauses(sent: str) -> list[str]:
+    """The clauses of a sentence, without labels ("Pneumothorax:" in "Pneumothorax: Yes")."""
+    out, pos = [], 0
+    for m in _CLAUSE_CUT.finditer(sent):
+        if m.group() != ":":
+            out.append(sent[pos : m.start()])
+        pos = m.end()
+    return out + [sent[pos:]]
+
+
 def judge_yes_no(text: str, question: str) -> Verdict:
     """Every yes/no word and every clause about the question in ``text``, with its polarity."""
     qwords = [w for w in _words(question) if w not in _STOP]
@@ -84,7 +94,7 @@ def judge_yes_no(text: str, question: str) -> Verdict:
     for m in _NO_TOKEN.finditer(text):
         places.append(("token", "no", m.group()))
     for sent in _SENT.findall(text):
-        for clause in _CLAUSE_CUT.split(sent):
+        for clause in _clauses(sent):
             body = re.sub(r"^\W*(?:yes|no)\b(?=\s*(?:[,.;:!*\-)\"'\u2013\u2014]|$|\s+(?:there|it|this|they|i|the)\b))\W*", "",
                           clause.strip(), flags=re.I)
             body = re.sub(r"\b(?:the answer is|answer)\s*:?\s*(?:yes|no)\b", "", body, flags=re.I)

@@ -41,8 +41,9 @@ from pipeline.extract.rules import split_clauses
 from pipeline.extract.tokens import tokenize as report_tokens
 
 _LEAD = re.compile(r"(?:^|[.!?:;,\n(\-\u2014*\"']|\b(?:answer(?: to (?:the|this) question)?(?: is| would be)?"
-                   r"|i would say|i'd say|so|then|and|short|simply|i think|i believe)\s*:?)\s*[*\"']*\s*$", re.I)
-_TAIL = re.compile(r"^\s*[*\"']*\s*(?:[,.;:!\n)\u2013\u2014-]|$)")
+                   r"|i would say|i'd say|so|then|and|short|simply|i think|i believe|definitely|certainly|probably|likely|"
+                   r"clearly|absolutely|most likely|very likely)\s*:?)\s*[*\"']*\s*$", re.I)
+_TAIL = re.compile(r"^\s*[*\"']*\s*(?:[,.;:!\n()\u2013\u2014-]|$)")
 _NORMAL = re.compile(r"\b(?:clear|normal|unremarkable|within normal limits|healthy|no acute (?:\w+ )?"
                      r"(?:abnormalit(?:y|ies)|findings?|disease|process)|no (?:abnormalit(?:y|ies)|findings?|"
                      r"pathology|disease))\b", re.I)
@@ -110,10 +111,13 @@ def read_yes_no(text: str, question: str) -> YesNoReading:
     places = [Place("token", "yes" if w.low in YES_WORDS else "no", w.start, w.end, (w,), "token")
               for w in tokens]
     q = _question(question)
+    token_ends = {w.end for w in tokens}
     for start, end in claim_spans(text):
         cuts = [start] + [w.end for w in tokens if start < w.end <= end] + [end]
         for a, b in zip(cuts, cuts[1:], strict=False):  # the parts of a clause around its yes/no words
             ws = tuple(w for w in words if a <= w.start and w.end <= b and w not in tokens)
+            if ws and b in token_ends and re.fullmatch(r"[\s*]*:[\s*\"']*\w+", text[ws[-1].end : b]):
+                continue  # "Pneumothorax: Yes": a label, not a claim
             lead = _LEAD_IN.match(text, ws[0].start) if ws else None
             if lead:  # "Based on the image," / "In this image,": where the answer comes from, not a claim
                 ws = tuple(w for w in ws if w.start >= lead.end())
@@ -188,8 +192,8 @@ def _clause_place(text: str, ws: tuple[Word, ...], q: _Question) -> Place | None
     s, e = ws[0].start, ws[-1].end
     content = [w for w in content_words(ws) if (w.norm not in _STOP or w.norm in _CLAIM_WORDS) and not is_negation(w)]
     cues = tuple(w for w in ws if is_negation(w))
-    antonyms = tuple((w, _ANTONYMS[w.norm]) for w in ws
-                     if w.norm in _ANTONYMS and _ANTONYMS[w.norm] in q.norms and w.norm not in q.norms)
+    antonyms = tuple((w, min(_ANTONYMS[w.norm] & q.norms)) for w in ws
+                     if _ANTONYMS.get(w.norm, frozenset()) & q.norms and w.norm not in q.norms)
     c_terms = find_terms(ws)
     conflicts: list[tuple[Term, Term]] = []
     for qt in q.terms:

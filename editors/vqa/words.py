@@ -162,12 +162,17 @@ YES_WORDS = frozenset("yes yeah yep correct true affirmative".split())
 NO_WORDS = frozenset("no nope incorrect false negative".split())
 
 # word pairs where one in the response answers "no" to a question asking about the other
-_ANTONYMS = {a: b for x, y in [
+_ANTONYM_PAIRS = [
     ("normal", "abnormal"), ("symmetric", "asymmetric"), ("symmetrical", "asymmetrical"),
     ("regular", "irregular"), ("homogeneous", "heterogeneous"), ("hyperdense", "hypodense"),
     ("hyperintense", "hypointense"), ("increased", "decreased"), ("larger", "smaller"), ("present", "absent"),
     ("enlarged", "normal"), ("male", "female"), ("solid", "cystic"), ("benign", "malignant"),
-] for a, b in ((x, y), (y, x))}
+    ("midline", "deviated"), ("midline", "shifted"),
+]
+_ANTONYMS: dict[str, frozenset[str]] = {}  # a word -> the words it contradicts
+for _x, _y in _ANTONYM_PAIRS:
+    _ANTONYMS[_x] = _ANTONYMS.get(_x, frozenset()) | {_y}
+    _ANTONYMS[_y] = _ANTONYMS.get(_y, frozenset()) | {_x}
 
 # ------------------------------------------------------------------------------------ answer kinds
 

@@ -101,7 +101,11 @@ def _flip_clause(text: str, r: Place, question: str) -> list[SpanEdit] | None:
     lower_text = not any(c.isupper() for c in text)
     if r.antonyms:  # "the lungs are abnormal" -> "the lungs are normal"
         w, q = r.antonyms[0]
-        return [SpanEdit(w.start, w.end, match_case(w.text, _word_as_written(question, q), lower_text),
+        end = w.end
+        side = re.match(r"\s+to (?:the )?(?:left|right)(?: side)?\b", text[w.end :], re.I)
+        if side and q == "midline":  # "deviated to the right" -> "midline"
+            end += side.end()
+        return [SpanEdit(w.start, end, match_case(w.text, _word_as_written(question, q), lower_text),
                          ERROR_TYPE, EDITOR)]
     if r.conflicts:  # "this is a CT" -> "this is an MRI"
         t, qt = r.conflicts[0]
