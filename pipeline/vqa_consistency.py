@@ -119,7 +119,7 @@ def judge_yes_no(text: str, question: str) -> Verdict:
     return Verdict(tuple(places))
 
 
-_SYN = {"radiograph": "xray", "cxr": "xray", "posteroanterior": "pa", "anteroposterior": "ap", "r": "right",
+_SYN = {"grey": "gray", "radiograph": "xray", "cxr": "xray", "posteroanterior": "pa", "anteroposterior": "ap", "r": "right",
         "l": "left", "mr": "mri", "transverse": "axial", "one": "1", "two": "2", "three": "3", "four": "4",
         "five": "5", "computed": "ct", "tomography": "", "magnetic": "mri", "resonance": "", "imaging": "",
         "plane": "", "side": "", "the": "", "a": "", "an": "", "of": "", "on": "",

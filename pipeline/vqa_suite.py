@@ -8,7 +8,7 @@ shares no code with the editors (``editors/vqa``), so it cannot bend to what the
 
 A yes/no question becomes a claim ("Is there a mass in the right hilum?" -> "there is a mass in the
 right hilum" / "there is no mass in the right hilum"); questions whose claim this simple rewriter
-cannot form get only the styles that need no claim (there are thirteen of those).
+cannot form get only the styles that need no claim (there are fifteen of those).
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ TOKEN_STYLES = [
     ("label", "{Label}."),
     ("quoted", '"{A}"'),
     ("answer_is_colon", "The answer is: {A}"),
+    ("hedged_token", "{A}, though it is hard to say for certain from this image."),
+    ("adverb", "Most likely {a}."),
 ]
 # styles that restate the claim: {C} / {c} = the claim (capitalised / not) that fits the answer
 CLAIM_STYLES = [
@@ -177,6 +179,7 @@ def closed_items(dataset: str, qid: str, question: str, gold: str, *, gold_text:
 
 def open_items(dataset: str, qid: str, question: str, gold: str, wrong: str) -> Iterator[SuiteItem]:
     """Wrong answers (the value ``wrong``) and right ones (the gold, and its clinical variants)."""
+    gold, wrong = " ".join(gold.split()), " ".join(wrong.split())
     for name, tpl in OPEN_STYLES:
         yield SuiteItem(dataset, qid, question, gold, "open", name, tpl.format(V=_cap(wrong), v=wrong), False, wrong,
                         gold)

@@ -125,6 +125,10 @@ def read_open(text: str, gold: Gold, question: str = "", candidates: Sequence[st
     echo = _echo_phrase(text, words, question)
     if echo:
         return OpenReading(False, "echo", " ".join(w.norm for w in content_words(echo[0])), echo[0], echo[1])
+    sents = sentences(text)
+    nothing = [w for w in words if w.low in ("none", "nothing") and sents and w.end <= sents[0][1]]
+    if len(nothing) == 1 and "none" not in gold.terms:  # "I believe the answer is none." to an open question
+        return OpenReading(False, "none", "none", nothing, _within(words, sents[0]))
     raise VqaReadError("answer_not_found", f"no answer to compare with {gold.text!r} in the response")
 
 

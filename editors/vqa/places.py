@@ -105,9 +105,9 @@ def read_yes_no(text: str, question: str) -> YesNoReading:
     words = tokenize(text)
     if not words:
         raise VqaReadError("answer_not_found", "the response has no words")
-    if uncertain(text):
-        raise VqaReadError("ambiguous_answer", "the response says the answer cannot be determined")
     tokens = [w for w in words if _is_token(text, w, words)]
+    if uncertain(text) and not tokens:  # "Yes, although it is difficult to say." still answers
+        raise VqaReadError("ambiguous_answer", "the response says the answer cannot be determined")
     places = [Place("token", "yes" if w.low in YES_WORDS else "no", w.start, w.end, (w,), "token")
               for w in tokens]
     q = _question(question)
