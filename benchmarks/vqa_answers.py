@@ -67,7 +67,8 @@ def main() -> int:
         group = ("right_" if item.right else "wrong_") + item.kind
         c[group] += 1
         cands = None
-        if item.kind == "open":
+        is_open = item.kind in ("open", "sentence_gold_open")
+        if is_open:
             gold_low = item.gold.lower()
             cands = [a for a in pools.get((item.dataset, kinds.get((item.dataset, item.qid), "")), []) if a != gold_low]
         try:
@@ -80,8 +81,8 @@ def main() -> int:
             continue
         if item.right:
             ok_side = pair.on_policy == "chosen" and pair.chosen == item.response
-            if item.kind == "open":
-                good = ok_side and not gives_open(pair.rejected, item.gold)
+            if is_open:
+                good = ok_side and not gives_open(pair.rejected, item.expected)
             else:
                 opposite = "no" if item.expected == "yes" else "yes"
                 v = judge_yes_no(pair.rejected, item.question)
@@ -92,8 +93,8 @@ def main() -> int:
         else:
             ok_side = pair.on_policy == "rejected" and pair.rejected == item.response
             c[group + ":pair"] += ok_side
-            if item.kind == "open":
-                good = ok_side and gives_open(pair.chosen, item.gold, item.wrong_value)
+            if is_open:
+                good = ok_side and gives_open(pair.chosen, item.expected, item.wrong_value)
             else:
                 v = judge_yes_no(pair.chosen, item.question)
                 good = ok_side and v.states(item.expected)
@@ -119,10 +120,13 @@ def main() -> int:
     print(f"right open answers with an injected wrong answer: {_pct(c['right_open:pair'], c['right_open'])}")
     print(f"  rejected no longer gives the gold: {_pct(c['right_open:good'], c['right_open:pair'])}; "
           f"fluent: {_pct(c['right_open:fluent'], c['right_open:good'])}")
-    s = "wrong_sentence_gold"
-    print(f"gold given as a sentence: wrong answers that became pairs: {_pct(c[s + ':pair'], c[s])}")
-    print(f"  chosen states the gold in every place: {_pct(c[s + ':good'], c[s + ':pair'])}; "
-          f"contradicts itself: {_pct(c[s + ':contradicts'], c[s + ':pair'])}")
+    s, so = "wrong_sentence_gold", "wrong_sentence_gold_open"
+    print(f"gold given as a sentence (yes/no and open): wrong answers that became pairs: "
+          f"{_pct(c[s + ':pair'] + c[so + ':pair'], c[s] + c[so])}")
+    print(f"  yes/no: {_pct(c[s + ':pair'], c[s])} became pairs; chosen states the gold in every place: "
+          f"{_pct(c[s + ':good'], c[s + ':pair'])}; contradicts itself: {_pct(c[s + ':contradicts'], c[s + ':pair'])}")
+    print(f"  open: {_pct(c[so + ':pair'], c[so])} became pairs; chosen gives the gold: "
+          f"{_pct(c[so + ':good'], c[so + ':pair'])}")
     print(f"answer_not_editable: {_pct(reasons['answer_not_editable'], len(suite))} of all responses")
     print(f"rejects by reason: {dict(reasons.most_common())}")
     print(f"{len(suite) / dt:.0f} responses/s ({dt:.1f} s)")

@@ -238,7 +238,14 @@ def build_suite(data: Path, *, per_dataset: int = 400, seed: int = 0) -> list[Su
                              and _simple_norm(a) not in _simple_norm(gold) and _simple_norm(gold) not in _simple_norm(a)})
             if not others:
                 continue
-            items += open_items(ds, str(r["qid"]), r["question"], gold, rng.choice(others))
+            wrong = rng.choice(others)
+            items += open_items(ds, str(r["qid"]), r["question"], gold, wrong)
+            if len(gold.split()) <= 4:  # the same gold written as a sentence, as reports used as VQA references are
+                low = " ".join(gold.split()) if gold.isupper() else " ".join(gold.split()).lower()
+                sentence = f"It is {low}." if int(r["qid"]) % 2 else f"The image shows {low}."
+                items += [SuiteItem(i.dataset, i.qid, i.question, sentence, "sentence_gold_open", i.style, i.response,
+                                    False, i.wrong_value, i.expected)
+                          for i in open_items(ds, str(r["qid"]), r["question"], gold, wrong) if not i.right]
     tb_q, tb_gold = "Is there evidence of pulmonary tuberculosis?", "Yes, there are tuberculosis lesions in both upper lungs."
     items += [SuiteItem("tbx11k", "tb", tb_q, tb_gold, "sentence_gold", "token_comma_claim",
                         "No, the lungs are clear.", False, "no", "yes")]

@@ -184,3 +184,16 @@ def test_an_equivalent_answer_is_right_and_gets_an_error_injected():
     assert not gives_open(pair.rejected, "X-ray")
     pair = make_vqa_pair("This is a posteroanterior view.", "PA", "What type of film is this?", 0)
     assert pair.on_policy == "chosen" and ("AP" in pair.rejected or "anteroposterior" in pair.rejected), pair
+
+
+@pytest.mark.parametrize("gold,question,wrong,answer", [
+    ("The abnormality is located in the right lung.", "Where is the abnormality?",
+     "The abnormality is in the left lung.", "right lung"),
+    ("This is a CT scan.", "What modality is this?", "MRI.", "CT"),
+    ("The image shows a pneumothorax.", "What is the abnormality?", "Pleural effusion.", "pneumothorax"),
+])
+def test_open_golds_given_as_sentences_are_read_for_their_answer(gold, question, wrong, answer):
+    assert same_answer(" ".join(Gold.parse(gold, question).terms), answer)
+    pair = make_vqa_pair(wrong, gold, question, seed=0)
+    assert pair.on_policy == "rejected" and pair.rejected == wrong
+    assert gives_open(pair.chosen, answer, wrong) and gold not in pair.chosen

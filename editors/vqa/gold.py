@@ -26,6 +26,11 @@ class Gold:
         yes_no = yes_no_of(text) if _YES_NO_QUESTION.match(question) or not question.strip() \
             or text.lower().strip(" .!") in ("yes", "no") else None  # "None" to "What diseases ...?" is open
         yes_no = yes_no or sentence_yes_no(text, question)
+        if not yes_no:
+            phrase = sentence_answer(text, question)
+            if phrase is not None:  # "The abnormality is located in the right lung." -> "right lung"
+                text = phrase
+                terms = tuple(w.norm for w in content_words(tokenize(text)))
         return cls(text, yes_no, terms, [] if yes_no else question_options(question, terms))
 
     @property
@@ -84,3 +89,28 @@ def sentence_yes_no(answer: str, question: str) -> str | None:
     except VqaReadError:
         return None
     return polarity if polarity in ("yes", "no") else None
+
+
+_SENTENCE = re.compile(r"^\s*(?:(?:the|this|these|that)(?P<subject>(?:\s+[\w-]+){0,2}?)|it|there|they)\s+(?:is|are|was|were|shows?|"
+                       r"appears?(?:\s+to\s+be)?|demonstrates?|looks?\s+like|reveals?)\s+(?:most\s+likely\s+|probably\s+)?"
+                       r"(?:(?:located|seen|situated|found|visible)\s+)?(?:(?:in|at|on|within|of)\s+)?(?:(?:the|a|an)\s+)?"
+                       r"(?P<answer>[^.;]+?)\s*\.?\s*$", re.I)
+
+
+def sentence_answer(answer: str, question: str) -> str | None:
+    """The answer phrase of an open gold written as a sentence: what follows its subject and verb ("The
+    abnormality is located in the right lung." -> "right lung"; "This is a CT scan." -> "CT scan").
+    None when the gold is not such a sentence."""
+    if len(answer.split()) < 3:
+        return None
+    m = _SENTENCE.match(answer)
+    if not m or not m.group("answer").strip():
+        return None
+    q = {w.norm for w in tokenize(question)}
+    subject = [w for w in tokenize(m.group("subject") or "") if w.norm not in _GENERIC_SUBJECT]
+    if any(w.norm not in q for w in subject) or len(subject) > 1:
+        return None  # "The left costophrenic angle is blunted": the subject carries the answer
+    return m.group("answer")
+
+
+_GENERIC_SUBJECT = frozenset("image picture scan film study finding findings answer used shown seen imaging".split())
