@@ -30,7 +30,8 @@ _ANTONYM = {"normal": "abnormal", "abnormal": "normal", "symmetric": "asymmetric
             "present": "absent", "absent": "present", "male": "female", "female": "male", "benign": "malignant",
             "malignant": "benign", "solid": "cystic", "cystic": "solid", "increased": "decreased",
             "decreased": "increased", "larger": "smaller", "smaller": "larger", "hyperdense": "hypodense",
-            "hypodense": "hyperdense", "hyperintense": "hypointense", "hypointense": "hyperintense"}
+            "hypodense": "hyperdense", "hyperintense": "hypointense", "hypointense": "hyperintense",
+            "sharp": "blunted", "blunted": "sharp", "midline": "deviated", "deviated": "midline"}
 _MODALITIES = {"ct": "ct", "mri": "mri", "mr": "mri", "xray": "xray", "radiograph": "xray", "ultrasound": "us",
                "pet": "pet"}
 _PLANES = {"axial", "coronal", "sagittal"}

@@ -175,6 +175,7 @@ class _Question:
     concepts: frozenset[str]
     asks_normal: bool
     negated: bool  # "Was this image taken without motion artifact?": its claim holds a negation
+    organs: frozenset[str] = frozenset()  # lung / heart / pleura, named by the question
 
 
 @lru_cache(maxsize=4096)
@@ -183,7 +184,8 @@ def _question(question: str) -> _Question:
     norms = frozenset(w.norm for w in content_words(qw) if w.norm not in _STOP or w.norm in _CLAIM_WORDS)
     concepts = frozenset(f.concept for f in _findings(question) if f.category != "denial")
     negated = sum(is_negation(w) for w in qw) % 2 == 1
-    return _Question(norms, tuple(find_terms(qw)), concepts, bool(norms & _NORMAL_Q), negated)
+    organs = frozenset(_ORGAN_WORDS[w.norm] for w in qw if w.norm in _ORGAN_WORDS)
+    return _Question(norms, tuple(find_terms(qw)), concepts, bool(norms & _NORMAL_Q), negated, organs)
 
 
 def _clause_place(text: str, ws: tuple[Word, ...], q: _Question) -> Place | None:
@@ -210,6 +212,13 @@ def _clause_place(text: str, ws: tuple[Word, ...], q: _Question) -> Place | None
         normal_cues = tuple(w for w in cues if not _NORMAL.match(text, w.start, e))
         neg = len(normal_cues) % 2 == 1
         return Place("clause", "yes" if neg else "no", s, e, ws, "normal", normal_cues)
+    if q.asks_normal and q.organs and not antonyms:
+        denied = frozenset().union(*(_denials().get(o, frozenset()) for o in q.organs))
+        found = [f for f in _findings(text) if s <= f.start and f.end <= e and f.category != "denial"
+                 and f.concept in denied]
+        if found:  # "there is a right lower lobe consolidation" answers "no" to "Are the lungs clear?"
+            pol = "no" if any(f.positive for f in found) else "yes"
+            return Place("clause", pol, s, e, ws, "finding", cues)
     if overlap or bare or antonyms or conflicts or names:
         if conflicts and cues:
             raise VqaReadError("ambiguous_answer", "the response negates a different value than the one asked about")

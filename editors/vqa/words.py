@@ -167,7 +167,9 @@ _ANTONYM_PAIRS = [
     ("regular", "irregular"), ("homogeneous", "heterogeneous"), ("hyperdense", "hypodense"),
     ("hyperintense", "hypointense"), ("increased", "decreased"), ("larger", "smaller"), ("present", "absent"),
     ("enlarged", "normal"), ("male", "female"), ("solid", "cystic"), ("benign", "malignant"),
-    ("midline", "deviated"), ("midline", "shifted"),
+    ("midline", "deviated"), ("midline", "shifted"), ("sharp", "blunted"), ("expanded", "collapsed"),
+    ("intact", "fractured"), ("patent", "obstructed"), ("clear", "opacified"), ("normal", "widened"),
+    ("normal", "dilated"), ("normal", "hyperinflated"),
 ]
 _ANTONYMS: dict[str, frozenset[str]] = {}  # a word -> the words it contradicts
 for _x, _y in _ANTONYM_PAIRS:

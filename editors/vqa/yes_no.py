@@ -188,7 +188,8 @@ def _make_positive(text: str, ws: list[Word], cue: Word) -> list[SpanEdit] | Non
     if low == "no":
         if nxt is None:
             return None
-        if nxt.norm in ("evidence", "sign") or (prev is not None and prev.low in ("are", "were")) or _plural(nxt.text):
+        if nxt.norm in ("evidence", "sign") or (prev is not None and prev.low in ("are", "were")) or _plural(nxt.text) \
+                or _mass_noun(ws, i + 1):
             return delete()
         if prev is not None and prev.low in ("is", "was", "has", "had", "with", "shows", "show", "demonstrates",
                                              "reveals", "contains"):
@@ -239,3 +240,16 @@ def _any_to_article(text: str, ws: list[Word], k: int) -> list[SpanEdit]:
             return [SpanEdit(w.start, w.end, match_case(w.text, "an" if _vowel_sound(nxt.text) else "a"),
                              ERROR_TYPE, EDITOR)]
     return []
+
+
+# nouns written without an article ("there is free air", not "there is a free air")
+_MASS_NOUNS = frozenset("fluid gas edema fat".split())
+_AFTER_NOUN = frozenset("in under at of within on around along is are was were seen present noted identified".split())
+
+
+def _mass_noun(ws: list[Word], k: int) -> bool:
+    """ws[k] starts a noun phrase written without an article: "free air", "edema in ..." (not "blood clot")."""
+    if ws[k].low == "free":
+        return True
+    nxt = ws[k + 1] if k + 1 < len(ws) else None
+    return ws[k].low in _MASS_NOUNS and (nxt is None or nxt.low in _AFTER_NOUN)
