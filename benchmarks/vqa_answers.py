@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import sys
 import time
 import warnings
@@ -54,10 +55,13 @@ def main() -> int:
     suite = build_suite(args.data, per_dataset=args.per_dataset)
     pools, kinds = answer_pools(args.data), question_kinds(args.data)
     n_questions = len({(i.dataset, i.qid, i.kind) for i in suite})
-    styles = Counter((i.dataset, i.qid, i.kind) for i in suite if not i.right)
-    print(f"suite: {len(suite)} responses to {n_questions} questions; wrong-answer styles per question: "
-          f"min {min(len({j.style for j in suite if (j.dataset, j.qid, j.kind) == k and not j.right}) for k in list(styles)[:200])}"
-          f" (first 200 checked)")
+    styles: dict[tuple, set] = {}
+    for i in suite:
+        if not i.right:
+            styles.setdefault((i.dataset, i.qid, i.kind), set()).add(i.style)
+    per_q = [len(v) for v in styles.values()]
+    print(f"suite: {len(suite)} responses to {n_questions} questions (VQA-RAD, SLAKE English, the TBX11K case); "
+          f"wrong-answer styles per question: min {min(per_q)}, median {sorted(per_q)[len(per_q) // 2]}")
     c: Counter = Counter()
     reasons: Counter = Counter()
     fails: dict[str, list[str]] = {}
@@ -104,7 +108,7 @@ def main() -> int:
         if not good:
             fails.setdefault(group + ":judged", []).append(f"{item.question!r} gold={item.gold!r}\n      "
                                                            f"rejected={pair.rejected!r}\n      chosen={pair.chosen!r}")
-        elif len(samples) < 4 * args.show and hash(item.response) % 7 == 0:
+        elif args.show:
             samples.append(f"[{group}/{item.style}] {item.question!r} gold={item.gold!r}\n      "
                            f"rejected={pair.rejected!r}\n      chosen={pair.chosen!r}")
     dt = time.perf_counter() - t0
@@ -135,8 +139,8 @@ def main() -> int:
             print(f"\n== {k}: {len(fails[k])}")
             for line in fails[k][: args.show]:
                 print("   ", line)
-        print("\n== sample pairs")
-        for line in samples:
+        print("\n== sample pairs (seeded random)")
+        for line in random.Random(0).sample(samples, min(len(samples), 4 * args.show)):
             print("   ", line)
     return 0
 

@@ -17,8 +17,8 @@ _SENT = re.compile(r"[^.!?\n]+[.!?]*")
 _CLAUSE_CUT = re.compile(r",(?!\s*(?:which|who|that)\b)|;|:|\bbut\b|\bwhile\b|\bhowever\b|\band (?=there|the|no|it|this)\b", re.I)
 _LEAD = re.compile(r"^\W*(?:based on|according to|judging from|looking at)\b", re.I)
 _NEG = re.compile(r"\b(?:no|not|without|absent|none|negative for|free of|cannot|never)\b|n't\b", re.I)
-_YES = re.compile(r"\byes\b", re.I)
-_NO_TOKEN = re.compile(r"\bno\b(?=\s*(?:[,.;:!*\-()\"'\u2013\u2014]|$|\s+(?:there|it|this|they|i|the)\b))", re.I)
+_YES = re.compile(r"\b(?:yes|affirmative)\b", re.I)
+_NO_TOKEN = re.compile(r"\b(?:no|negative)\b(?=\s*(?:[,.;:!*\-()\"'\u2013\u2014]|$|\s+(?:there|it|this|they|i|the)\b))", re.I)
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = set("""is are was were be been the a an of in on at to this that these those there it its does do did
 has have had any some image images picture scan film study shown seen see visible present evidence patient
@@ -96,7 +96,7 @@ def judge_yes_no(text: str, question: str) -> Verdict:
         places.append(("token", "no", m.group()))
     for sent in _SENT.findall(text):
         for clause in _clauses(sent):
-            body = re.sub(r"^\W*(?:yes|no)\b(?=\s*(?:[,.;:!*\-)\"'\u2013\u2014]|$|\s+(?:there|it|this|they|i|the)\b))\W*", "",
+            body = re.sub(r"^\W*(?:yes|no|affirmative|negative)\b(?=\s*(?:[,.;:!*\-)\"'\u2013\u2014]|$|\s+(?:there|it|this|they|i|the)\b))\W*", "",
                           clause.strip(), flags=re.I)
             body = re.sub(r"\b(?:the answer is|answer)\s*:?\s*(?:yes|no)\b", "", body, flags=re.I)
             ws = _words(body)

@@ -3,7 +3,9 @@
 A wrong answer is replaced by the gold one inside the response's own wording (``on_policy =
 "rejected"``); a right answer gets a plausible wrong one injected in the same place (the opposite
 for yes/no, the other option of an "A or B?" question, a value of the same kind, or another answer
-from ``candidates``; ``on_policy = "chosen"``).
+from ``candidates``; ``on_policy = "chosen"``). A yes/no answer is edited in every place it is given
+(``editors/vqa/places.py``): each yes/no word and each clause that restates the question's claim, so
+neither side contradicts itself. A gold written as a sentence is read for its answer first.
 
 Every pair is verified before it is returned, as for reports: the edited text is read again, and the
 chosen side must answer the gold while the rejected side must not; outside the edited spans the two

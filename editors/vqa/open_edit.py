@@ -42,7 +42,11 @@ def fix_open(text: str, reading: OpenReading, gold: Gold) -> Iterator[list[SpanE
         # the whole answer phrase around the wrong words
         i, j = sw.index(reading.words[0]), sw.index(reading.words[-1])
         i, j = _phrase_bounds(sw, i, j)
-        rep = match_case(sw[i].text, gold_display(gold.text), lower_text)
+        template = sw[i].text
+        acronym = template[:1].isupper() and (len(template) == 1 or not template[1:].islower())  # "C-T ratio": its case is not the answer's
+        starts = not text[: sw[i].start].strip() or text[: sw[i].start].rstrip()[-1:] in ".!?:"
+        rep = gold_display(gold.text) if acronym and not starts else match_case(template, gold_display(gold.text),
+                                                                                 lower_text)
         yield [replace_words(text, sw, i, j, rep)]
 
 

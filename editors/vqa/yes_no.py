@@ -28,7 +28,7 @@ def state_answer(text: str, reading: YesNoReading, question: str, target: str) -
     for p in reading.wrong(target):
         if p.kind == "token":
             w = p.words[0]
-            new = "Yes" if target == "yes" else "No"
+            new = _TOKEN_SWAP.get(w.low, "Yes" if target == "yes" else "No")
             edits.append(SpanEdit(w.start, w.end, match_case(w.text, new, w.text.islower()), ERROR_TYPE, EDITOR))
             kept.append(p)
             continue
@@ -61,6 +61,9 @@ def state_answer(text: str, reading: YesNoReading, question: str, target: str) -
     return edits, ""
 
 
+# a yes/no word is swapped for its own opposite: "Affirmative." -> "Negative."
+_TOKEN_SWAP = {"affirmative": "Negative", "negative": "Affirmative", "correct": "Incorrect", "incorrect": "Correct",
+               "true": "False", "false": "True"}
 _SEP_AFTER = re.compile(r",?\s+(?:and|but)\s+(?=\w)", re.I)
 _SEP_BEFORE = re.compile(r"(?:,?\s+(?:and|but|which|while|however)|[,;:]|\s+)\s*$", re.I)
 
