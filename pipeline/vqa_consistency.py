@@ -123,7 +123,7 @@ def judge_yes_no(text: str, question: str) -> Verdict:
 _SYN = {"grey": "gray", "radiograph": "xray", "cxr": "xray", "posteroanterior": "pa", "anteroposterior": "ap", "r": "right",
         "l": "left", "mr": "mri", "transverse": "axial", "one": "1", "two": "2", "three": "3", "four": "4",
         "five": "5", "computed": "ct", "tomography": "", "magnetic": "mri", "resonance": "", "imaging": "",
-        "plane": "", "side": "", "the": "", "a": "", "an": "", "of": "", "on": "",
+        "plane": "", "side": "", "weighted": "", "the": "", "a": "", "an": "", "of": "", "on": "",
         "in": "", "at": "", "to": ""}
 
 
@@ -144,7 +144,8 @@ def gives_open(text: str, gold: str, wrong: str = "") -> bool:
     t, g = open_norm(text), open_norm(gold)
     if not g:
         return False
-    found = any(t[i : i + len(g)] == g for i in range(len(t) - len(g) + 1))
+    items = [open_norm(p) for p in re.split(r",|;|\band\b", gold)] if re.search(r",|;|\band\b", gold) else [g]
+    found = all(any(t[i : i + len(it)] == it for i in range(len(t) - len(it) + 1)) for it in items if it)
     extra = [w for w in open_norm(wrong) if w not in g]
     return found and not (extra and all(w in t for w in extra))
 

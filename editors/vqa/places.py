@@ -52,6 +52,7 @@ _LEAD_IN = re.compile(r"(?:based on|according to|judging from|looking at|from|in
                       r"(?:,|$)|[*\s]*(?:answer|explanation|reasoning|rationale|impression|conclusion)\s*[*]*\s*:[*\s]*",
                       re.I)
 _CHOICES = re.compile(r"[-(\s]*\byes\s*/\s*no\b\)?", re.I)
+_WNL = re.compile(r"within normal limits", re.I)
 _CLAIM_WORDS = frozenset("abnormality abnormalities lesion lesions finding findings".split())  # what a claim is about
 _BARE = frozenset("it there this they that present seen visible identified noted evident".split())
 _RELATIVE = frozenset({"which", "who", "whose", "that"})
@@ -121,7 +122,7 @@ def read_yes_no(text: str, question: str) -> YesNoReading:
             lead = _LEAD_IN.match(text, ws[0].start) if ws else None
             if lead:  # "Based on the image," / "In this image,": where the answer comes from, not a claim
                 ws = tuple(w for w in ws if w.start >= lead.end())
-            if not ws or ws[0].low in _RELATIVE:
+            if not ws or (ws[0].low in _RELATIVE and not _names_concept(text, ws[0].start, ws[-1].end, q)):
                 continue  # "which has the effect of ...": part of a noun, not a claim
             place = _clause_place(text, ws, q)
             if place is not None:
@@ -195,7 +196,8 @@ def _clause_place(text: str, ws: tuple[Word, ...], q: _Question) -> Place | None
     content = [w for w in content_words(ws) if (w.norm not in _STOP or w.norm in _CLAIM_WORDS) and not is_negation(w)]
     cues = tuple(w for w in ws if is_negation(w))
     antonyms = tuple((w, min(_ANTONYMS[w.norm] & q.norms)) for w in ws
-                     if _ANTONYMS.get(w.norm, frozenset()) & q.norms and w.norm not in q.norms)
+                     if _ANTONYMS.get(w.norm, frozenset()) & q.norms and w.norm not in q.norms
+                     and not _WNL.match(text, max(0, w.start - 7)))  # "within normal limits" is no antonym
     c_terms = find_terms(ws)
     conflicts: list[tuple[Term, Term]] = []
     for qt in q.terms:
@@ -209,10 +211,12 @@ def _clause_place(text: str, ws: tuple[Word, ...], q: _Question) -> Place | None
     if q.concepts and not q.asks_normal and not names and not antonyms and _NORMAL.search(text, s, e) \
             and _same_organ(ws, q):
         # "the lungs are clear" answers "no" to "Is there evidence of pulmonary tuberculosis?"
-        normal_cues = tuple(w for w in cues if not _NORMAL.match(text, w.start, e))
+        m = _NORMAL.search(text, s, e)
+        # "the lungs are not clear" says yes; "clear, with no cavitary lesions" still says no
+        normal_cues = tuple(w for w in cues if w.end <= m.start() and len(text[w.end : m.start()].split()) <= 2)
         neg = len(normal_cues) % 2 == 1
         return Place("clause", "yes" if neg else "no", s, e, ws, "normal", normal_cues)
-    if q.asks_normal and q.organs and not antonyms:
+    if q.asks_normal and q.organs and not antonyms and not overlap:
         denied = frozenset().union(*(_denials().get(o, frozenset()) for o in q.organs))
         found = [f for f in _findings(text) if s <= f.start and f.end <= e and f.category != "denial"
                  and f.concept in denied]
@@ -222,11 +226,32 @@ def _clause_place(text: str, ws: tuple[Word, ...], q: _Question) -> Place | None
     if overlap or bare or antonyms or conflicts or names:
         if conflicts and cues:
             raise VqaReadError("ambiguous_answer", "the response negates a different value than the one asked about")
+        cues = _governing(text, ws, cues, [w for w in content if w.norm in q.norms] + [w for w, _ in antonyms]
+                          + [w for t, _ in conflicts for w in t.words])
         # a clause that restates the claim restates its negation too; "it is" only points at it
         neg = (len(cues) + bool(antonyms) + bool(conflicts) + (q.negated and not bare)) % 2 == 1
         how = "conflict" if conflicts else "antonym" if antonyms else "negation" if cues else "assertion"
         return Place("clause", "no" if neg else "yes", s, e, ws, how, cues, antonyms, tuple(conflicts))
     return None
+
+
+_SEEN = frozenset("seen present visible identified noted demonstrated evident appreciated detected observed "
+                  "depicted shown".split())
+
+
+def _governing(text: str, ws: tuple[Word, ...], cues: tuple[Word, ...], anchors: list[Word]) -> tuple[Word, ...]:
+    """The negations that bear on the claim: those before its last word, and those after it that deny it
+    ("is not seen", "does not appear", "is absent"); not a "no"/"without" that opens a phrase of its own
+    after the claim ("the lungs appear normal with no signs of consolidation")."""
+    if not anchors or not cues:
+        return cues
+    last = max(a.start for a in anchors)
+    out = []
+    for c in cues:
+        i = ws.index(c)
+        if c.start < last or c.low not in ("no", "without") or any(w.low in _SEEN for w in ws[i + 1 : i + 3]):
+            out.append(c)
+    return tuple(out)
 
 
 # the organ a normal statement is about, by its words; a statement naming none ("No acute abnormality.",

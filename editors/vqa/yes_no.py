@@ -207,6 +207,10 @@ def _make_positive(text: str, ws: list[Word], cue: Word) -> list[SpanEdit] | Non
             return [SpanEdit(prev.start, nxt.end, match_case(prev.text, verb), ERROR_TYPE, EDITOR)] \
                 + _any_to_article(text, ws, i + 2)
         return delete() + _any_to_article(text, ws, i + 1) if delete() else None
+    if low in ("don't", "doesn't") and nxt is not None and nxt.low in _SEE_VERBS and text[cue.end : nxt.start] == " ":
+        verb = nxt.text if low == "don't" else _third_person(nxt.text)  # "I don't see a mass" -> "I see a mass"
+        return [SpanEdit(cue.start, nxt.end, match_case(cue.text, verb), ERROR_TYPE, EDITOR)] \
+            + _any_to_article(text, ws, i + 2)
     if low == "cannot":
         return [SpanEdit(cue.start, cue.end, match_case(cue.text, "can"), ERROR_TYPE, EDITOR)]
     if low.endswith("n't"):
@@ -238,7 +242,7 @@ def _any_to_article(text: str, ws: list[Word], k: int) -> list[SpanEdit]:
         w = ws[j]
         if w.low == "any" and j + 1 < len(ws):
             nxt = ws[j + 1]
-            if _plural(nxt.text):
+            if _plural(nxt.text) or nxt.low in ("evidence", "signs"):
                 return [SpanEdit(w.start, nxt.start, "", ERROR_TYPE, EDITOR)]
             return [SpanEdit(w.start, w.end, match_case(w.text, "an" if _vowel_sound(nxt.text) else "a"),
                              ERROR_TYPE, EDITOR)]
