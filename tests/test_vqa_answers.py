@@ -197,3 +197,17 @@ def test_open_golds_given_as_sentences_are_read_for_their_answer(gold, question,
     pair = make_vqa_pair(wrong, gold, question, seed=0)
     assert pair.on_policy == "rejected" and pair.rejected == wrong
     assert gives_open(pair.chosen, answer, wrong) and gold not in pair.chosen
+
+
+@pytest.mark.parametrize("question,text,polarity", [
+    ("Are the lungs normal?", "The lungs appear normal with no signs of consolidation.", "yes"),
+    ("Is there a pneumothorax?", "Pneumothorax is not seen.", "no"),
+    ("Does the stomach appear in the image?", "The stomach does not appear in the image.", "no"),
+    ("Are the lungs clear?", "There is a right lower lobe consolidation.", "no"),
+    ("Is the trachea midline?", "The trachea is deviated to the right.", "no"),
+    ("Is the heart enlarged?", "The cardiothoracic ratio is within normal limits.", "no"),
+    ("Was this image taken without motion artifact?", "Yes, it is.", "yes"),
+    ("Is there a pneumothorax?", "Pneumothorax: Yes", "yes"),
+])
+def test_a_clause_is_read_with_the_negations_that_bear_on_the_claim(question, text, polarity):
+    assert read_yes_no(text, question).polarity == polarity
