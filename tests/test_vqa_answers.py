@@ -62,6 +62,9 @@ def test_fixture_is_real_and_mixed():
      "No, the heart is not enlarged."),
     # no yes/no word at all
     ("Is there a pneumothorax?", "Yes", "No, I do not see any pneumothorax.", "Yes, I see a pneumothorax."),
+    # the phrase that backed the wrong answer goes with it
+    ("Are the lungs normal?", "No", "Yes, the lungs appear normal with no signs of consolidation or effusion.",
+     "No, the lungs do not appear normal."),
 ])
 def test_every_place_states_the_gold(question, gold, response, chosen):
     pair = make_vqa_pair(response, gold, question, seed=0)

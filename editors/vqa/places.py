@@ -75,6 +75,7 @@ class Place:
     cues: tuple[Word, ...] = ()
     antonyms: tuple[tuple[Word, str], ...] = ()
     conflicts: tuple[tuple[Term, Term], ...] = ()
+    tail: int | None = None  # where a phrase that backs the claim begins ("with no signs of ..."), if any
 
 
 @dataclass
@@ -226,12 +227,18 @@ def _clause_place(text: str, ws: tuple[Word, ...], q: _Question) -> Place | None
     if overlap or bare or antonyms or conflicts or names:
         if conflicts and cues:
             raise VqaReadError("ambiguous_answer", "the response negates a different value than the one asked about")
+        all_cues = cues
         cues = _governing(text, ws, cues, [w for w in content if w.norm in q.norms] + [w for w, _ in antonyms]
                           + [w for t, _ in conflicts for w in t.words])
+        backing = [c for c in all_cues if c not in cues]
+        tail = None
+        if backing:
+            i = ws.index(backing[0])
+            tail = ws[i - 1].start if backing[0].low == "no" and i > 0 and ws[i - 1].low == "with" else backing[0].start
         # a clause that restates the claim restates its negation too; "it is" only points at it
         neg = (len(cues) + bool(antonyms) + bool(conflicts) + (q.negated and not bare)) % 2 == 1
         how = "conflict" if conflicts else "antonym" if antonyms else "negation" if cues else "assertion"
-        return Place("clause", "no" if neg else "yes", s, e, ws, how, cues, antonyms, tuple(conflicts))
+        return Place("clause", "no" if neg else "yes", s, e, ws, how, cues, antonyms, tuple(conflicts), tail)
     return None
 
 

@@ -35,6 +35,12 @@ def state_answer(text: str, reading: YesNoReading, question: str, target: str) -
         body = _flip_clause(text, p, question)
         if body is not None:
             edits.extend(body)
+            if p.tail is not None and all(e.end <= p.tail for e in body):
+                # "the lungs do not appear normal with no signs of X": the phrase that backed the old answer goes
+                start = p.tail
+                while start > 0 and text[start - 1] in " ,":
+                    start -= 1
+                edits.append(SpanEdit(start, p.end, "", ERROR_TYPE, EDITOR))
             kept.append(p)
         else:
             removed.append(p)
