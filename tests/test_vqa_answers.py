@@ -214,3 +214,16 @@ def test_open_golds_given_as_sentences_are_read_for_their_answer(gold, question,
 ])
 def test_a_clause_is_read_with_the_negations_that_bear_on_the_claim(question, text, polarity):
     assert read_yes_no(text, question).polarity == polarity
+
+
+@pytest.mark.parametrize("response,gold,question,chosen", [
+    ("Chest injury, lung disease, bullae.", "Brain", "Which organs/organ in the picture belong to the nervous system?",
+     "Brain."),  # a wrong list is the wrong answer, not only its organ word
+    ("It's in the left lung, near the hilum.", "Right lung", "Where is the abnormality?",
+     "It's in the right lung, near the hilum."),  # the rest of the sentence stays
+    ("I think it is C-T ratio.", "sinusitis", "What is going on with this patient?", "I think it is sinusitis."),
+    ("This is a CT scan of the chest.", "X-ray", "What imaging modality was used?", "This is an X-ray scan of the chest."),
+])
+def test_wrong_open_answers_in_their_sentence(response, gold, question, chosen):
+    pair = make_vqa_pair(response, gold, question, seed=0)
+    assert (pair.on_policy, pair.rejected, pair.chosen) == ("rejected", response, chosen)

@@ -4,11 +4,12 @@ sentence; for a right answer, a plausible wrong value takes the gold's place."""
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Iterator, Sequence
 
 from editors.base import SpanEdit
 from editors.vqa.gold import Gold
-from editors.vqa.open_read import OpenReading, _phrase_bounds, candidate_answers
+from editors.vqa.open_read import OpenReading, _bare_phrase, _phrase_bounds, candidate_answers
 from editors.vqa.text import _plural, display, gold_display, match_case, replace_words
 from editors.vqa.words import (
     _ALT,
@@ -20,6 +21,7 @@ from editors.vqa.words import (
     Word,
     _is_number,
     find_terms,
+    tokenize,
 )
 
 
@@ -27,6 +29,14 @@ def fix_open(text: str, reading: OpenReading, gold: Gold) -> Iterator[list[SpanE
     """Proposals turning a wrong answer into the gold one, smallest first."""
     lower_text = not any(c.isupper() for c in text)
     sw = reading.sentence_words
+    bare = _bare_phrase(text, tokenize(text)) if reading.conflicts else None
+    listed = text[bare[0].start : bare[-1].end] if bare else ""
+    if len(re.findall(r",|\band\b|\bor\b", listed)) >= 2 and "," not in gold.text:
+        # "Chest injury, lung disease, bullae." to "Which organ ...?" (gold "Brain"): the list is the wrong
+        # answer, not only its organ word
+        first = bare[0]
+        yield [SpanEdit(first.start, bare[-1].end, match_case(first.text, gold_display(gold.text), lower_text),
+                        ERROR_TYPE, EDITOR)]
     if reading.conflicts:
         edits = []
         for ws, value in reading.conflicts:
@@ -43,7 +53,8 @@ def fix_open(text: str, reading: OpenReading, gold: Gold) -> Iterator[list[SpanE
         i, j = sw.index(reading.words[0]), sw.index(reading.words[-1])
         i, j = _phrase_bounds(sw, i, j)
         template = sw[i].text
-        acronym = template[:1].isupper() and (len(template) == 1 or not template[1:].islower())  # "C-T ratio": its case is not the answer's
+        # after an acronym ("C-T ratio") the answer keeps its own case
+        acronym = template[:1].isupper() and (len(template) == 1 or not template[1:].islower())
         starts = not text[: sw[i].start].strip() or text[: sw[i].start].rstrip()[-1:] in ".!?:"
         rep = gold_display(gold.text) if acronym and not starts else match_case(template, gold_display(gold.text),
                                                                                  lower_text)
