@@ -3,7 +3,9 @@
 A wrong answer is replaced by the gold one inside the response's own wording (``on_policy =
 "rejected"``); a right answer gets a plausible wrong one injected in the same place (the opposite
 for yes/no, the other option of an "A or B?" question, a value of the same kind, or another answer
-from ``candidates``; ``on_policy = "chosen"``).
+from ``candidates``; ``on_policy = "chosen"``). A yes/no answer is edited in every place it is given
+(``editors/vqa/places.py``): each yes/no word and each clause that restates the question's claim, so
+neither side contradicts itself. A gold written as a sentence is read for its answer first.
 
 Every pair is verified before it is returned, as for reports: the edited text is read again, and the
 chosen side must answer the gold while the rejected side must not; outside the edited spans the two
@@ -25,12 +27,13 @@ from editors.vqa import (
     VqaReadError,
     answer_locations,
     fix_open,
-    flip_yes_no,
     inject_open,
     language_of,
     read_open,
     read_yes_no,
+    state_answer,
 )
+from editors.vqa.gold import _YES_NO_QUESTION
 from pipeline.text_pairs import TextPair, TextPairError
 from schemas.pair import Edit
 
@@ -64,28 +67,38 @@ def make_vqa_pair(response: str, reference: str, prompt: str, seed: int, *,
 
 
 def _yes_no_pair(response: str, gold: Gold, prompt: str) -> TextPair:
+    """Every place the response answers states the gold in chosen; rejected is the response verbatim
+    (or, for a right response, the response with the opposite stated in every place)."""
     try:
         reading = read_yes_no(response, prompt)
     except VqaReadError as e:
         raise TextPairError(e.reason, e.detail) from e
-    edits = flip_yes_no(response, reading, prompt)
+    fixed = bool(reading.wrong(gold.yes_no))
+    target = gold.yes_no if fixed else ("no" if gold.yes_no == "yes" else "yes")
+    edits, why = state_answer(response, reading, prompt, target)
     if not edits:
-        raise TextPairError("answer_not_editable",
-                            f"the response answers {reading.polarity!r} but its wording cannot be flipped coherently")
-    flipped = apply_edits(response, edits)
+        if fixed:
+            raise TextPairError("answer_not_editable", f"the response answers {reading.polarity!r}, but {why}")
+        raise TextPairError("no_error", f"the answer is right and the opposite cannot be injected: {why}")
+    edited = apply_edits(response, edits)
     try:
-        after = read_yes_no(flipped, prompt)
+        after = read_yes_no(edited, prompt)
     except VqaReadError as e:
-        raise TextPairError("edit_unverified", f"the flipped response no longer reads: {e.detail}") from e
-    if after.polarity == reading.polarity:
-        raise TextPairError("edit_unverified", f"the flipped response still answers {after.polarity!r}")
-    right = reading.polarity == gold.yes_no
+        raise TextPairError("edit_unverified", f"the edited response no longer reads: {e.detail}") from e
+    if after.polarity != target:
+        raise TextPairError("edit_unverified", f"the edited response answers {after.polarity!r}, not {target!r}")
     notes = {"answer_kind": "yes_no", "gold_answer": gold.yes_no, "response_answer": reading.polarity,
-             "read": reading.how}
-    if right:
-        notes["injected_answer"] = after.polarity
-    return _pair(response, edits, fixed=not right, chosen_answer=gold.yes_no, notes=notes,
-                 check=lambda text: read_yes_no(text, prompt).polarity == gold.yes_no)
+             "read": reading.how, "places": len(reading.places)}
+    if not fixed:
+        notes["injected_answer"] = target
+
+    def says_gold(text: str) -> bool:
+        try:
+            return read_yes_no(text, prompt).polarity == gold.yes_no
+        except VqaReadError:
+            return False
+
+    return _pair(response, edits, fixed=fixed, chosen_answer=gold.yes_no, notes=notes, check=says_gold)
 
 
 def _open_pair(response: str, gold: Gold, prompt: str, candidates: Sequence[str] | None,
@@ -108,6 +121,9 @@ def _open_pair(response: str, gold: Gold, prompt: str, candidates: Sequence[str]
             return False
 
     kind = "choice" if gold.options else "open"
+    if len(gold.text.split()) >= 4 and _YES_NO_QUESTION.match(prompt) and not gold.options:
+        raise TextPairError("answer_not_found", f"the gold {gold.text!r} answers a yes/no question but gives "
+                                                "no yes/no that can be read, and a sentence is not put into an answer")
     notes = {"answer_kind": kind, "gold_answer": gold.normal, "read": reading.how}
     if reading.correct:
         for injected, edits in inject_open(response, reading, gold, candidates, rng):

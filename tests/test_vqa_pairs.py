@@ -177,11 +177,16 @@ def test_yes_no_flip_keeps_the_sentence_coherent(rad):
     assert pair.chosen == "No, the lungs are not normal."
 
 
-def test_a_token_that_contradicts_an_unrelated_clause_is_not_flipped(rad):
-    r = _question(rad, "Is there evidence of a pneumothorax")
-    with pytest.raises(TextPairError) as e:
-        make_vqa_pair("Yes, the lungs are clear.", r["answer"], r["question"], 1)
-    assert e.value.reason == "answer_not_editable"
+def test_a_normal_statement_is_an_answer_place_only_for_its_organ(rad):
+    """"the lungs are clear" says nothing about a pneumothorax (pleura): only the wrong "Yes" changes. It
+    answers "no" to a question about tuberculosis (the issue's TBX11K case, whose gold is a sentence): the
+    clause that cannot say "yes" is removed at the clause level."""
+    r = _question(rad, "Is there evidence of a pneumothorax")  # gold: No
+    pair = make_vqa_pair("Yes, the lungs are clear.", r["answer"], r["question"], 1)
+    assert (pair.rejected, pair.chosen) == ("Yes, the lungs are clear.", "No, the lungs are clear.")
+    pair = make_vqa_pair("No, the lungs are clear.", "Yes, there are tuberculosis lesions in both upper lungs.",
+                         "Is there evidence of pulmonary tuberculosis?", 1)
+    assert (pair.rejected, pair.chosen, pair.on_policy) == ("No, the lungs are clear.", "Yes.", "rejected")
 
 
 # ------------------------------------------------------------------------------ open answers
@@ -368,8 +373,8 @@ def test_text_pair_maker_routes_vqa(rad):
 _SENTENCES = st.sampled_from([
     "The heart size is normal.", "No acute fracture.", "Degenerative changes of the spine.",
     "There is a left rib fracture.", "Lungs are clear.", "Small right pleural effusion.", "5.6 cm mass.",
-    "Follow-up is recommended", "not seen here", "No, none.",
-])
+    "Follow-up is recommended",
+])  # none of them answers the questions below (an answer in a later sentence is edited too: see above)
 _JUNK = st.text(alphabet=st.sampled_from(list("abxyz LR,.;:!?-'0123456789\n")), max_size=30)
 
 
