@@ -58,11 +58,6 @@ class EditContext:
     def build(cls, text: str, findings: ReportFindings, reference: str, ref_findings: ReportFindings,
               lexicon: Lexicon) -> EditContext:
         toks = tokenize(text)
-        sents: dict[int, list[int]] = {}
-        for sent, lo, hi in split_clauses(toks, text):
-            if hi > lo:
-                s = sents.setdefault(sent, [toks[lo].start, toks[hi - 1].end])
-                s[1] = toks[hi - 1].end
         body = re.sub(r"\b(findings|impression|conclusion|comparison|indication|technique)\s*:", "", text,
                       flags=re.IGNORECASE)
         letters = [c for c in body if c.isalpha()]
@@ -72,14 +67,25 @@ class EditContext:
             commas="," in text,
             deid_token="XXXX" if "XXXX" in text or not text.islower() else "xxxx",
         )
-        return cls(text, findings, reference, ref_findings, lexicon, toks,
-                   [tuple(v) for v in sents.values()], style)
+        return cls(text, findings, reference, ref_findings, lexicon, toks, sentence_spans(text), style)
 
     def sentence_of(self, pos: int) -> tuple[int, int] | None:
         for s, e in self.sentences:
             if s <= pos < e:
                 return (s, e)
         return None
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of the text's sentences (from the extractor's clause splitter, so editors and
+    extraction agree on where a sentence ends)."""
+    toks = tokenize(text)
+    out: dict[int, list[int]] = {}
+    for sent, lo, hi in split_clauses(toks, text):
+        if hi > lo:
+            span = out.setdefault(sent, [toks[lo].start, toks[hi - 1].end])
+            span[1] = toks[hi - 1].end
+    return [(s, e) for s, e in out.values()]
 
 
 class Editor(Protocol):

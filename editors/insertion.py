@@ -14,11 +14,10 @@ from __future__ import annotations
 import re
 
 from editors.apply import normalize
-from editors.base import EditContext, SpanEdit
+from editors.base import EditContext, SpanEdit, sentence_spans
 from editors.deletion import remove_statement
 from editors.style import sentence
 from pipeline.errors import ClinicalError
-from pipeline.extract.rules import split_clauses
 from pipeline.extract.tokens import tokenize
 from pipeline.fluency import sentence_problems
 
@@ -52,13 +51,7 @@ ACUTE = {"consolidation", "pneumonia", "edema", "pleural_effusion", "pneumothora
 
 def reference_sentences(reference: str) -> list[tuple[int, int]]:
     """Character spans of the reference's sentences."""
-    toks = tokenize(reference)
-    out: dict[int, list[int]] = {}
-    for sent, lo, hi in split_clauses(toks, reference):
-        if hi > lo:
-            span = out.setdefault(sent, [toks[lo].start, toks[hi - 1].end])
-            span[1] = toks[hi - 1].end
-    return [(s, e) for s, e in out.values()]
+    return sentence_spans(reference)
 
 
 def finding_sentence(reference: str, start: int, ref_concepts: set[str] | None = None) -> str | None:
