@@ -17,6 +17,7 @@ guess: ``unsupported_language`` (only English is edited), ``empty_response``, ``
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
 
 from editors.apply import apply_edits, edit_records
@@ -151,6 +152,9 @@ def _pair(response: str, edits: list[SpanEdit], *, fixed: bool, chosen_answer: s
         raise TextPairError("edit_unverified", f"chosen does not answer {chosen_answer!r}, or rejected does")
     if not outside_identical(chosen, rejected, records):
         raise TextPairError("edit_unverified", "the text outside the edited spans differs")
+    stub = _stub(edited, response)
+    if stub:
+        raise TextPairError("not_fluent", f"the edit leaves {stub!r}: a header or dash with nothing after it")
     return TextPair(
         chosen=chosen,
         rejected=rejected,
@@ -160,6 +164,20 @@ def _pair(response: str, edits: list[SpanEdit], *, fixed: bool, chosen_answer: s
         locations=[],
         notes={**notes, "errors_found": 1 if fixed else 0, "extractor": "vqa"},
     )
+
+
+_STUB = re.compile(r"(:\W*|\s[-\u2013\u2014]\s*)[.!?]?$")
+
+
+def _stub(edited: str, response: str) -> str | None:
+    """A changed sentence that ends on a label or a dash ("**Explanation:**.", "Yes -.") once the words
+    after it went: structurally broken, so no pair (the report checker's rules, for short answers)."""
+    from pipeline.fluency import changed_sentences
+
+    for sent in changed_sentences(response, edited):
+        if _STUB.search(sent.replace("*", "").strip()):
+            return sent.strip()
+    return None
 
 
 def outside_identical(chosen: str, rejected: str, edits: list[Edit]) -> bool:

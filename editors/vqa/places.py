@@ -44,7 +44,7 @@ _LEAD = re.compile(r"(?:^|[.!?:;,\n(\-\u2014*\"']|\b(?:answer(?: to (?:the|this)
                    r"|i would say|i'd say|so|then|and|short|simply|i think|i believe|definitely|certainly|probably|likely|"
                    r"clearly|absolutely|most likely|very likely)\s*:?)\s*[*\"']*\s*$", re.I)
 _TAIL = re.compile(r"^\s*[*\"']*\s*(?:[,.;:!\n()\u2013\u2014-]|$)")
-_NORMAL = re.compile(r"\b(?:clear|normal|unremarkable|within normal limits|healthy|no acute (?:\w+ )?"
+_NORMAL = re.compile(r"\b(?:clear|sharp|normal|unremarkable|within normal limits|healthy|no acute (?:\w+ )?"
                      r"(?:abnormalit(?:y|ies)|findings?|disease|process)|no (?:abnormalit(?:y|ies)|findings?|"
                      r"pathology|disease))\b", re.I)
 _NORMAL_Q = frozenset("normal abnormal clear unremarkable healthy".split())

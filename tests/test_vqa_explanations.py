@@ -1,0 +1,37 @@
+"""Chat-style VQA answers whose explanation restates the answer in other words (the costophrenic
+angles for an effusion, a markdown "Explanation:" label): the chosen side must state the gold in
+the explanation too, or be a reject, never a half-fixed answer or a dangling label."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.text_pairs import TextPairError, TextPairMaker
+
+
+@pytest.fixture(scope="module")
+def maker() -> TextPairMaker:
+    return TextPairMaker()
+
+
+def test_sharp_angles_go_when_the_gold_is_an_effusion(maker):
+    p = maker.make("Looking at this radiograph, I don't see any pleural effusion; the costophrenic angles are sharp.",
+                   "yes", task="vqa", prompt="Is there a pleural effusion?")
+    assert "see a pleural effusion" in p.chosen and "sharp" not in p.chosen
+
+
+def test_blunted_angles_are_denied_when_the_gold_is_no_effusion(maker):
+    p = maker.make("Yes, there is a small left pleural effusion; the costophrenic angles are blunted.", "no",
+                   task="vqa", prompt="Is there a pleural effusion?")
+    assert p.chosen.startswith("No,") and "are not blunted" in p.chosen
+
+
+@pytest.mark.parametrize("response", ["Nope - both costophrenic angles look sharp and clear.",
+                                      "**Answer:** No\n\n**Explanation:** The lungs are clear without consolidation."])
+def test_an_edit_never_leaves_a_dangling_label_or_dash(maker, response):
+    try:
+        p = maker.make(response, "yes", task="vqa", prompt="Is there a pleural effusion?")
+    except TextPairError as e:
+        assert e.reason == "not_fluent" and "nothing after it" in e.detail
+        return
+    assert not p.chosen.rstrip(" .").endswith((":", "-", ":**"))
