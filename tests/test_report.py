@@ -398,7 +398,7 @@ def test_cards_round_trip_the_texts_and_a_small_sample_gives_a_small_file(run_di
 
 def test_byte_budget_keeps_the_uniform_cards_in_order(run_dir):
     run = open_run(run_dir)
-    _, sampler = scan_pairs(run.shards, ReportOptions(sample=12, per_class=3))
+    _, sampler = scan_pairs(run.shards, ReportOptions(sample=4, per_class=3))
     cards = build_cards(run.shards, sampler.chosen(), 64)
     extras = sum(not c["uniform"] for c in cards)
     assert extras > 0 and any(c["images"] and c["images"][0][1] for c in cards)
