@@ -35,3 +35,12 @@ def test_an_edit_never_leaves_a_dangling_label_or_dash(maker, response):
         assert e.reason == "not_fluent" and "nothing after it" in e.detail
         return
     assert not p.chosen.rstrip(" .").endswith((":", "-", ":**"))
+
+
+@pytest.mark.parametrize("response,gold,question,expect", [
+    ("This is an AP (anteroposterior) film.", "PA", "Is this a PA or AP view?", "This is a PA film."),
+    ("The effusion is on the right (patient's right) side.", "left", "Which side is the effusion on?",
+     "The effusion is on the left side."),
+])
+def test_a_gloss_of_the_wrong_answer_goes_with_it(maker, response, gold, question, expect):
+    assert maker.make(response, gold, task="vqa", prompt=question).chosen == expect

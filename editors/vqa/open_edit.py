@@ -26,7 +26,23 @@ from editors.vqa.words import (
 
 
 def fix_open(text: str, reading: OpenReading, gold: Gold) -> Iterator[list[SpanEdit]]:
-    """Proposals turning a wrong answer into the gold one, smallest first."""
+    """Proposals turning a wrong answer into the gold one, smallest first; a gloss in parentheses
+    right after a replaced wrong term ("AP (anteroposterior)") goes with it."""
+    for edits in _fix_open(text, reading, gold):
+        yield [_drop_gloss(text, e) for e in edits]
+
+
+_GLOSS = re.compile(r"\s*\([^()]{1,40}\)")
+
+
+def _drop_gloss(text: str, edit: SpanEdit) -> SpanEdit:
+    m = _GLOSS.match(text, edit.end)
+    if m and edit.end > edit.start:
+        return SpanEdit(edit.start, m.end(), edit.replacement, edit.error_type, edit.editor)
+    return edit
+
+
+def _fix_open(text: str, reading: OpenReading, gold: Gold) -> Iterator[list[SpanEdit]]:
     lower_text = not any(c.isupper() for c in text)
     sw = reading.sentence_words
     bare = _bare_phrase(text, tokenize(text)) if reading.conflicts else None
