@@ -76,6 +76,7 @@ class TextPairMaker:
 
             self.style = PolicyStyle(style_model, margin=getattr(config, "style_margin", 2.0))
         self._scope: set[str] | None = None
+        self._seed = 0
 
     # -- analysis ---------------------------------------------------------------------------
     def findings(self, text: str) -> ReportFindings:
@@ -127,6 +128,7 @@ class TextPairMaker:
         ref = self.reference_findings(reference)
         self._scope = self.scope_of(scope)
         before = self.analyse(response, ref, self._scope)
+        self._seed = seed
         if not before.errors:
             return self._inject(response, reference, ref, before, seed)
         return self._fix(response, reference, ref, before)
@@ -181,6 +183,10 @@ class TextPairMaker:
             if hasattr(ed, "refusals"):
                 ed.refusals.clear()
         if not accepted:
+            if all(e.error_type == "missed_finding" and e.kind == "omitted" for e in before.errors):
+                # it only leaves findings out and none can go in whole: nothing in it is wrong, so it is
+                # the chosen side of an injected error (the omissions are recorded with the pair)
+                return self._inject(response, reference, ref, before, self._seed)
             raise TextPairError("edit_unverified",
                                 f"{len(before.errors)} error(s) found, none fixed: " + "; ".join(unfixed.values()))
         # an omission left unfixed is incomplete, not wrong: chosen contradicts nothing, the pair stands
@@ -292,7 +298,8 @@ class TextPairMaker:
         for etype, edits in injection_candidates(ctx, rng):
             rejected = apply_edits(response, edits)
             after = self.analyse(rejected, ref, self._scope)
-            if len(after.errors) == 1 and after.errors[0].error_type == etype \
+            added = [e for e in after.errors if e.key not in before.keys]
+            if len(added) == 1 and added[0].error_type == etype and before.keys <= after.keys \
                     and not _contradicts_itself(before.findings, after.findings) \
                     and not edit_problems(response, rejected) \
                     and not (self.style is not None and self.style.problems(response, rejected)):
@@ -302,9 +309,10 @@ class TextPairMaker:
                     on_policy="chosen",
                     edits=edit_records(response, edits, original_is_rejected=False),
                     error_types=[etype],
-                    locations=_locations(after.errors, ref),
+                    locations=_locations(added, ref),
                     notes={"errors_found": 0, "injected": etype, "injection": edits[0].editor.split(":")[-1],
-                           "extractor": self.extractor.name},
+                           "extractor": self.extractor.name,
+                           **({"omissions_left": sorted(_key_str(k) for k in before.keys)} if before.keys else {})},
                 )
         raise TextPairError("no_error", "the response has no clinical error and no verifiable error could be injected")
 
