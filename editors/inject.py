@@ -1,8 +1,8 @@
 """Error injection: when a response is already right, make its rejected twin with one clinical error.
 
 FiRe-MPO does the same for correct samples. The errors are as varied as the ones models make, so
-the two sides cannot be told apart by one recurring word: a laterality swap, a severity change, a
-wrong lobe, a present finding denied, a normal statement turned into a finding models hallucinate,
+the two sides cannot be told apart by one recurring word: a laterality swap, a severity change,
+a present finding denied, a normal statement turned into a finding models hallucinate,
 a hallucinated finding added, an invented comparison. Each is a whole, fluent clause by
 construction; the text stage verifies it like a fix (exactly one new error, of that type, and the
 fluency checker passes). The seeded generator picks the order, so the mix follows the seed.
@@ -18,7 +18,6 @@ from editors.insertion import insert_sentence
 from editors.style import match_case, sentence
 
 _FLIP = {"left": "right", "right": "left"}
-_ZONE = {"upper": "lower", "lower": "upper"}
 _SEV = {"small": "large", "mild": "severe", "minimal": "extensive", "trace": "large", "tiny": "large",
         "mildly": "markedly", "moderate": "small", "large": "small", "severe": "mild", "marked": "mild",
         "extensive": "minimal", "slight": "marked", "moderately": "mildly", "markedly": "mildly"}
