@@ -44,3 +44,11 @@ def test_an_edit_never_leaves_a_dangling_label_or_dash(maker, response):
 ])
 def test_a_gloss_of_the_wrong_answer_goes_with_it(maker, response, gold, question, expect):
     assert maker.make(response, gold, task="vqa", prompt=question).chosen == expect
+
+
+@pytest.mark.parametrize("response,expect", [
+    ("The nodule measures about 5 mm.", "The nodule measures about 2 cm."),
+    ("About 1.5 cm in diameter.", "About 2 cm in diameter."),
+])
+def test_a_wrong_measurement_is_replaced_in_its_sentence(maker, response, expect):
+    assert maker.make(response, "2 cm", task="vqa", prompt="What is the size of the nodule?").chosen == expect

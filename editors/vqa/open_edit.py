@@ -42,7 +42,15 @@ def _drop_gloss(text: str, edit: SpanEdit) -> SpanEdit:
     return edit
 
 
+_MEASURE = re.compile(r"\b\d+(?:\.\d+)?\s*(?:mm|cm|millimet(?:er|re)s?|centimet(?:er|re)s?)\b", re.IGNORECASE)
+
+
 def _fix_open(text: str, reading: OpenReading, gold: Gold) -> Iterator[list[SpanEdit]]:
+    if _MEASURE.fullmatch(gold.text.strip()):
+        found = list(_MEASURE.finditer(text))
+        if len(found) == 1:  # "The nodule measures about 5 mm." -> "... about 2 cm.": only the measurement
+            m = found[0]
+            yield [SpanEdit(m.start(), m.end(), gold.text.strip(), ERROR_TYPE, EDITOR)]
     lower_text = not any(c.isupper() for c in text)
     sw = reading.sentence_words
     bare = _bare_phrase(text, tokenize(text)) if reading.conflicts else None
