@@ -154,7 +154,8 @@ def _pair(response: str, edits: list[SpanEdit], *, fixed: bool, chosen_answer: s
         raise TextPairError("edit_unverified", "the text outside the edited spans differs")
     stub = _stub(edited, response)
     if stub:
-        raise TextPairError("not_fluent", f"the edit leaves {stub!r}: a header or dash with nothing after it")
+        raise TextPairError("not_fluent", f"the edit leaves {stub!r}: a header or dash with nothing after it, "
+                            "or a sentence that opens on a connective")
     return TextPair(
         chosen=chosen,
         rejected=rejected,
@@ -166,6 +167,7 @@ def _pair(response: str, edits: list[SpanEdit], *, fixed: bool, chosen_answer: s
     )
 
 
+_OPENS_BROKEN = re.compile(r"^(?:[,;:]|(?:so|and|or|but|which|with)\b)", re.IGNORECASE)
 _STUB = re.compile(r"(:\W*|\s[-\u2013\u2014]\s*)[.!?]?$")
 
 
@@ -175,7 +177,8 @@ def _stub(edited: str, response: str) -> str | None:
     from pipeline.fluency import changed_sentences
 
     for sent in changed_sentences(response, edited):
-        if _STUB.search(sent.replace("*", "").strip()):
+        body = sent.replace("*", "").strip()
+        if _STUB.search(body) or _OPENS_BROKEN.match(body):
             return sent.strip()
     return None
 

@@ -52,3 +52,12 @@ def test_a_gloss_of_the_wrong_answer_goes_with_it(maker, response, gold, questio
 ])
 def test_a_wrong_measurement_is_replaced_in_its_sentence(maker, response, expect):
     assert maker.make(response, "2 cm", task="vqa", prompt="What is the size of the nodule?").chosen == expect
+
+
+def test_a_normal_statement_joined_by_so_is_a_place_and_never_left_as_a_fragment(maker):
+    """"The heart size appears normal, so no cardiomegaly." to a cardiomegaly question whose gold is yes:
+    both places say no; an edit that would leave ", so cardiomegaly." is a reject, not a pair."""
+    with pytest.raises(TextPairError) as e:
+        maker.make("The heart size appears normal, so no cardiomegaly.", "yes", task="vqa",
+                   prompt="Is there cardiomegaly?")
+    assert e.value.reason == "not_fluent"

@@ -47,7 +47,8 @@ def split_clauses(tokens: Sequence[Token], text: str) -> list[tuple[int, int, in
         elif lw in TERMINATORS and i > start:
             out.append((sent, start, i))
             start = i
-        elif lw == "," and nxt is not None and nxt.lower in {"there", "which", "but", "however"} and i > start:
+        elif lw == "," and nxt is not None and nxt.lower in {"there", "which", "but", "however", "so", "therefore",
+                                                              "thus", "hence"} and i > start:
             out.append((sent, start, i + 1))
             start = i + 1
     if start < n:
