@@ -8,12 +8,12 @@ one verified injected error instead (`on_policy = "chosen"`), as in FiRe-MPO.
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from editors.apply import absorb, apply_edits, combine, edit_records
 from editors.base import EditContext, SpanEdit
+from editors.finish import dedupe_inserted, drop_orphans, unglue
 from editors.inject import injection_candidates
 from editors.registry import DEFAULT_EDITORS, get_editor
 from pipeline.errors import ClinicalError, detect_errors
@@ -21,6 +21,7 @@ from pipeline.extract.registry import get_extractor
 from pipeline.findings import ReportFindings, findings_from_extraction
 from pipeline.fluency import edit_problems
 from pipeline.metrics import word_edit_ratio
+from pipeline.response_checks import repeats, several_reports
 from schemas.pair import Edit
 
 
@@ -119,10 +120,10 @@ class TextPairMaker:
 
             return make_vqa_pair(response, reference, prompt, seed,
                                  candidates=candidates if isinstance(candidates, list) else None)
-        if _repeats(response):
+        if repeats(response):
             raise TextPairError("repetitive_response", "the response repeats one sentence three times or more "
                                 "(a generation loop): not one answer to edit")
-        if _several_reports(response):
+        if several_reports(response):
             raise TextPairError("several_reports", "the response holds several reports one after another "
                                 "(blank lines between them): not one answer to edit")
         ref = self.reference_findings(reference)
@@ -197,7 +198,7 @@ class TextPairMaker:
             raise TextPairError("residual_error", f"{len(unfixed)} of {len(before.errors)} error(s) could not be "
                                 "fixed, so chosen would still contradict the reference: "
                                 + "; ".join(f"{k} ({v})" for k, v in unfixed.items()))
-        accepted = _unglue(response, self._in_place(response, ref, _drop_orphans(accepted, ctx), current, ctx))
+        accepted = unglue(response, self._in_place(response, ref, drop_orphans(accepted, ctx), current, ctx))
         chosen = apply_edits(response, accepted)
         problems = edit_problems(response, chosen)
         if problems:
@@ -233,7 +234,7 @@ class TextPairMaker:
         """A missed finding takes the place of a wrong sentence that goes, as a radiologist corrects a
         report: fewer words change and the finding stands among the findings. Kept only if the
         re-extraction says exactly what the verified edits said."""
-        deduped = _dedupe_inserted(accepted)
+        deduped = dedupe_inserted(accepted)
         inserts = [e for e in deduped if e.start == e.end and e.editor == "insertion"]
         holes = [e for e in deduped if e.start < e.end and not e.replacement
                  and any(e.start <= s and t <= e.end for s, t in ctx.sentences)]
@@ -323,85 +324,6 @@ _ORDER = {"wrong_location": 0, "wrong_severity": 1, "false_finding": 2, "missed_
 
 def _priority(err: ClinicalError) -> tuple:
     return (_ORDER.get(err.error_type, 9), err.spans[0] if err.spans else (1 << 30, 0))
-
-
-_FOLLOW_UP = re.compile(r"^\s*(this|these|it|which|findings? (is|are))\b|recommend|consider|suggest|further (evaluation|"
-                        r"characteri|assessment)|follow[- ]?up|correlat|notification|if there|xxxx for better",
-                        re.IGNORECASE)
-
-
-def _drop_orphans(edits: list[SpanEdit], ctx: EditContext) -> list[SpanEdit]:
-    """A recommendation or "this may represent ..." left right after the sentence it was about goes
-    with it ("a noncontrast CT is indicated for further characterization" of a removed nodule)."""
-    from editors.clauses import in_sentence, sentence_removal
-
-    removed = [e for e in edits if not e.replacement and any(e.start <= a and b <= e.end for a, b in ctx.sentences)]
-    if not removed:
-        return edits
-    out = list(edits)
-    sents = ctx.sentences
-    for e in removed:
-        k = next((i for i, (a, _b) in enumerate(sents) if a >= e.end - 1 and a >= e.start), None)
-        while k is not None and k < len(sents):
-            a, b = sents[k]
-            if in_sentence(ctx, (a, b)) or not _FOLLOW_UP.search(ctx.text[a:b]) or \
-                    any(x.start < b and a < x.end for x in out):
-                break
-            s0, e0 = sentence_removal(ctx, (a, b))
-            touching = [x for x in out if x.start <= e0 and s0 <= x.end and (x.replacement or x.start == x.end)]
-            if touching:
-                break  # an edit that writes text sits right there: leave the sentence
-            joined = [x for x in out if x.start <= e0 and s0 <= x.end]
-            for x in joined:
-                out.remove(x)
-                s0, e0 = min(s0, x.start), max(e0, x.end)
-            out.append(SpanEdit(s0, e0, "", e.error_type, e.editor))
-            k += 1
-    return sorted(out, key=lambda x: (x.start, x.end))
-
-
-def _repeats(text: str) -> bool:
-    seen: dict[str, int] = {}
-    for sent in re.split(r"(?<=[.!?])\s+", text):
-        sent = re.sub(r"^\s*(findings|impression)\s*:\s*", "", sent, flags=re.IGNORECASE)
-        key = " ".join(sent.lower().split())
-        if len(key.split()) >= 3:
-            seen[key] = seen.get(key, 0) + 1
-            if seen[key] >= 3:
-                return True
-    return False
-
-
-def _dedupe_inserted(edits: list[SpanEdit]) -> list[SpanEdit]:
-    """A clause inserted in one place and the whole sentence holding it in another: the clause goes."""
-    texts = [e.replacement.strip().rstrip(" .") for e in edits]
-    out = []
-    for k, e in enumerate(edits):
-        t = texts[k]
-        if t and e.editor == "insertion" and any(j != k and t != u and t in u for j, u in enumerate(texts)):
-            if e.start < e.end:
-                out.append(SpanEdit(e.start, e.end, "", e.error_type, e.editor))
-            continue
-        out.append(e)
-    return out
-
-
-def _several_reports(text: str) -> bool:
-    """Two or more blocks of three or more sentences separated by blank lines: a model that kept going."""
-    blocks = [b for b in re.split(r"\n\s*\n", text) if b.strip()]
-    return sum(1 for b in blocks if len(re.findall(r"[.!?](\s|$)", b)) >= 3) >= 2
-
-
-def _unglue(text: str, edits: list[SpanEdit]) -> list[SpanEdit]:
-    """A deletion that would join two words or sentences ("disease .no") keeps one space."""
-    out = []
-    for e in edits:
-        before, after = text[e.start - 1:e.start], text[e.end:e.end + 1]
-        if not e.replacement and e.end > e.start and before and after and not before.isspace() \
-                and not after.isspace() and text[e.start:e.end][:1].isspace() | text[e.start:e.end][-1:].isspace():
-            e = SpanEdit(e.start, e.end, " ", e.error_type, e.editor)
-        out.append(e)
-    return out
 
 
 def _contradicts_itself(before: ReportFindings, after: ReportFindings) -> bool:
