@@ -196,6 +196,8 @@ def _segment_removal(ctx: EditContext, sent: tuple[int, int], target: tuple[int,
         start = lo
         while start > 0 and ctx.text[start - 1] == " ":
             start -= 1
+        if ctx.tokens[b - 1].lower in {".", "?", "!", ";"} and b - 1 > a:
+            hi = ctx.tokens[b - 2].end  # the sentence keeps its full stop: "... cardiomegaly ." not "cardiomegaly no ..."
         return SpanEdit(start, hi, "", error_type, editor)
     return None
 

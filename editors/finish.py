@@ -65,7 +65,7 @@ def unglue(text: str, edits: list[SpanEdit]) -> list[SpanEdit]:
     for e in edits:
         before, after = text[e.start - 1:e.start], text[e.end:e.end + 1]
         if not e.replacement and e.end > e.start and before and after and not before.isspace() \
-                and not after.isspace() and text[e.start:e.end][:1].isspace() | text[e.start:e.end][-1:].isspace():
+                and not after.isspace() and after not in ".,;:!?" and text[e.start:e.end][:1].isspace() | text[e.start:e.end][-1:].isspace():
             e = SpanEdit(e.start, e.end, " ", e.error_type, e.editor)
         out.append(e)
     return out
