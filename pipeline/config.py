@@ -80,6 +80,7 @@ class TextConfig(_Section):
     inject_when_correct: bool = True
     max_response_chars: int = Field(100_000, ge=1)
     max_edit_ratio: float = Field(0.9, gt=0.0, le=1.0)  # a pair whose edits rewrite more words is rejected
+    insert_incidental: bool = False  # true: also paste in omitted incidental findings (lexicon `incidental`)
     style_check: bool = True  # with a policy model (sampler.model): refuse edits far less likely than its own words
     style_margin: float = Field(2.0, gt=0.0)  # nats per token below the response's own sentences
 

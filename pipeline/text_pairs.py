@@ -52,6 +52,8 @@ class Analysis:
     text: str
     findings: ReportFindings
     errors: list[ClinicalError]
+    # incidental findings of the reference the text leaves out: recorded with the pair, never edited in
+    minor: list[ClinicalError] = field(default_factory=list)
 
     @property
     def keys(self) -> set[tuple]:
@@ -70,6 +72,7 @@ class TextPairMaker:
         self.max_chars = getattr(config, "max_response_chars", 100_000)
         self.comparisons = getattr(config, "comparisons", True)
         self.max_edit_ratio = getattr(config, "max_edit_ratio", 0.9)
+        self.insert_incidental = getattr(config, "insert_incidental", False)
         self._ref_cache: dict[str, ReportFindings] = {}
         self.style = None
         if style_model:
@@ -93,7 +96,11 @@ class TextPairMaker:
 
     def analyse(self, text: str, ref: ReportFindings, scope: set[str] | None = None) -> Analysis:
         f = self.findings(text)
-        return Analysis(text, f, detect_errors(f, ref, self.lexicon, self.comparisons, scope))
+        errors = detect_errors(f, ref, self.lexicon, self.comparisons, scope)
+        # a label list (scope) names only what its labellers thought worth a label: every label counts
+        minor = [] if self.insert_incidental or scope is not None else [
+            e for e in errors if e.kind == "omitted" and e.concept in self.lexicon.incidental]
+        return Analysis(text, f, [e for e in errors if e not in minor], minor)
 
     def scope_of(self, scope_text: str | None) -> set[str] | None:
         """The concepts a label-only ground truth covers, read from its label sentences."""
@@ -193,6 +200,7 @@ class TextPairMaker:
         # an omission left unfixed is incomplete, not wrong: chosen contradicts nothing, the pair stands
         omitted = {_key_str(e.key) for e in before.errors if e.error_type == "missed_finding" and e.kind == "omitted"}
         left = {k: v for k, v in unfixed.items() if k in omitted}
+        left.update({_key_str(e.key): _INCIDENTAL for e in before.minor})
         unfixed = {k: v for k, v in unfixed.items() if k not in omitted}
         if unfixed:
             raise TextPairError("residual_error", f"{len(unfixed)} of {len(before.errors)} error(s) could not be "
@@ -313,11 +321,13 @@ class TextPairMaker:
                     locations=_locations(added, ref),
                     notes={"errors_found": 0, "injected": etype, "injection": edits[0].editor.split(":")[-1],
                            "extractor": self.extractor.name,
-                           **({"omissions_left": sorted(_key_str(k) for k in before.keys)} if before.keys else {})},
+                           **({"omissions_left": sorted(_key_str(k) for k in before.keys | {e.key for e in before.minor})}
+                              if before.keys or before.minor else {})},
                 )
         raise TextPairError("no_error", "the response has no clinical error and no verifiable error could be injected")
 
 
+_INCIDENTAL = "incidental finding: its omission is clinically insignificant, so nothing is pasted in"
 _ORDER = {"wrong_location": 0, "wrong_severity": 1, "false_finding": 2, "missed_finding": 3,
           "false_comparison": 4}
 

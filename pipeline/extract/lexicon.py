@@ -90,6 +90,12 @@ class Lexicon:
         self.normal_denies: dict[str, set[str]] = {
             k: set(v) for k, v in (data.get("normal_denies") or {}).items()
         }
+        # chronic incidental findings: their omission is not an error worth an edit (see the YAML)
+        self.incidental: set[str] = set(data.get("incidental") or [])
+        unknown = sorted(self.incidental - set(self.surface))
+        if unknown:
+            raise ValueError(f"{source}: `incidental` names unknown concepts {unknown}; "
+                             f"valid: {', '.join(sorted(self.surface))}")
         self.compatible: dict[str, set[str]] = {}
         for grp in data.get("compatible") or []:
             for c in grp:
