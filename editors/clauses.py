@@ -155,7 +155,8 @@ def removal(ctx: EditContext, doomed: set[tuple[int, int]], target: tuple[int, i
         return SpanEdit(*whole, "", error_type, editor)
     if not [st for st in kept if not expendable(ctx, st)]:
         # only denials the reference does not make remain: keep them if the wrong segment goes cleanly
-        part = _segment_removal(ctx, sent, target, kept, error_type, editor)
+        part = _segment_removal(ctx, sent, target, kept, error_type, editor) or \
+            list_item_removal(ctx, sent, target, kept, doomed, error_type, editor)
         return part if part is not None else SpanEdit(*whole, "", error_type, editor)
     return _segment_removal(ctx, sent, target, kept, error_type, editor) or \
         list_item_removal(ctx, sent, target, kept, doomed, error_type, editor)
@@ -198,6 +199,10 @@ def _segment_removal(ctx: EditContext, sent: tuple[int, int], target: tuple[int,
             start -= 1
         if ctx.tokens[b - 1].lower in {".", "?", "!", ";"} and b - 1 > a:
             hi = ctx.tokens[b - 2].end  # the sentence keeps its full stop: "... cardiomegaly ." not "cardiomegaly no ..."
+            if start > 0 and ctx.text[start - 1] in ",;":
+                start -= 1  # and loses the comma that opened the segment: "... effusion." not "... effusion,."
+                while start > 0 and ctx.text[start - 1] == " ":
+                    start -= 1
         return SpanEdit(start, hi, "", error_type, editor)
     return None
 
@@ -224,6 +229,13 @@ def neg_cue_before(ctx: EditContext, k: int, lo: int) -> tuple[int, int] | None:
     return None
 
 
+# words that make the text between two findings a clause, not a list ("pneumothorax has increased since
+# ___, apical pleural tube ...")
+_NOT_IN_A_LIST = {"is", "are", "was", "were", "has", "have", "had", "with", "of", "in", "at", "to", "since", "than",
+                  "seen", "noted", "remains", "remain", "appears", "appear", "shows", "show", "increased",
+                  "decreased", "unchanged", "stable", "persists", "persist"}
+
+
 def list_item_removal(ctx: EditContext, sent: tuple[int, int], target: tuple[int, int], kept: list[Statement],
                       doomed: set[tuple[int, int]], error_type: str, editor: str) -> SpanEdit | None:
     """ "no A, B or C" without B: "no A or C"; without C: "no A or B"; without A: "no B or C"."""
@@ -243,7 +255,7 @@ def list_item_removal(ctx: EditContext, sent: tuple[int, int], target: tuple[int
     # words between items must be list separators or noun-phrase modifiers, not verbs or clauses
     for (_, e1), (s2, _) in zip(ranges, ranges[1:], strict=False):
         gap = [toks[k].lower for k in range(e1, s2)]
-        if any(g in {"is", "are", "was", "were", "with", "of", "in", "at", "to", "seen", "noted"} for g in gap):
+        if any(g in _NOT_IN_A_LIST for g in gap):
             return None
     first = ranges[0][0]
     if not target_st.positive:

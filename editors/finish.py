@@ -33,7 +33,9 @@ def drop_orphans(edits: list[SpanEdit], ctx: EditContext) -> list[SpanEdit]:
                     any(x.start < b and a < x.end for x in out):
                 break
             s0, e0 = sentence_removal(ctx, (a, b))
-            touching = [x for x in out if x.start <= e0 and s0 <= x.end and (x.replacement or x.start == x.end)]
+            # text written inside it, or a sentence put in its place, keeps it; one inserted at its edge does not
+            touching = [x for x in out if x.start <= e0 and s0 <= x.end and (x.replacement or x.start == x.end)
+                        and not (x.start == x.end and x.start in (s0, e0))]
             if touching:
                 break  # an edit that writes text sits right there: leave the sentence
             joined = [x for x in out if x.start <= e0 and s0 <= x.end]

@@ -77,6 +77,13 @@ _CLAUSE_CUT = re.compile(r",\s+|;\s*|\s+and\s+(?=there\b)|(?<!consistent)(?<!com
 _NEG_WORD = re.compile(r"\b(no|not|without|negative|free of)\b", re.IGNORECASE)
 
 
+# a clause opening on one of these reads the clause before it ("rib deformities, possibly old fractures"):
+# alone it loses what it is about
+_NOT_ALONE = {"which", "that", "but", "or", "as", "possibly", "probably", "likely", "perhaps", "consistent",
+              "compatible", "suggestive", "suggesting", "representing", "may", "could", "due", "related",
+              "secondary", "concerning", "favoring", "versus", "vs"}
+
+
 def finding_clause(sentence_text: str, surface: str, concept: str, lexicon) -> str | None:
     """The clause of a long reference sentence that states the finding ("... silhouette is unchanged
     with mild cardiomegaly" -> "mild cardiomegaly"): fewer words change, the finding keeps its own
@@ -94,7 +101,7 @@ def finding_clause(sentence_text: str, surface: str, concept: str, lexicon) -> s
     lo, hi = next(((a, b) for a, b in pieces if a <= at < b), (0, 0))
     clause = sentence_text[lo:hi].strip()
     words = clause.split()
-    if len(words) < 2 or _NEG_WORD.search(clause) or words[0].lower() in {"which", "that", "but", "or", "as"}:
+    if len(words) < 2 or _NEG_WORD.search(clause) or words[0].lower() in _NOT_ALONE:
         return None
     labels = {lab.concept for m in lexicon.match(tokenize(clause.lower())) for lab in m.labels}
     return clause if concept in labels else None

@@ -31,6 +31,9 @@ _NEG_COPULA = re.compile(r"\b(no)\s+((?:[a-z-]+\s+){0,4}?)(is|are|was|were|appea
 _NEG_DET = re.compile(r"\b(no)\s+(the|a|an|this|these|those|is|are|there|no|not)\b", re.IGNORECASE)
 _VERB_VERB = re.compile(r"\b(is|are|was|were)\s+(appear|appears|is|are|was|were|seem|seems|show|shows|"
                         r"demonstrate|demonstrates|reveal|reveals)\b", re.IGNORECASE)
+# a cut that leaves a preposition or article before a verb: "moderate - to - has increased"
+_FUNCTION_VERB = re.compile(r"\b(?:to\s*(?:-\s*)?(?:is|are|was|were|has|had)|(?:of|the|a|an|with|in|at|for|by|from|"
+                            r"than|on)\s*(?:-\s*)?(?:is|are|was|were|has|have|had))\b", re.IGNORECASE)
 _THERE_ARE_A = re.compile(r"\bthere\s+are\s+(a|an|one)\b", re.IGNORECASE)
 _THERE_IS_MANY = re.compile(r"\bthere\s+is\s+(multiple|several|many|numerous|bilateral\s+\w+s|two|three)\b",
                             re.IGNORECASE)
@@ -105,6 +108,9 @@ def sentence_problems(sentence: str) -> list[str]:
     m = _VERB_VERB.search(body)
     if m:
         out.append(f"two verbs: '{m.group(0)}'")
+    m = _FUNCTION_VERB.search(body)
+    if m:
+        out.append(f"function word before a verb: '{m.group(0)}'")
     if _THERE_ARE_A.search(body) or _THERE_IS_MANY.search(body):
         out.append("there is/are agreement")
     return out

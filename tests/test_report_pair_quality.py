@@ -54,6 +54,7 @@ def _norm(s: str) -> str:
     "No focal consolidation, evidence of pneumothorax is seen.",
     "the cardiomediastinal silhouette is normal in size and contour and .",
     "with no nodular soft tissue contour containing liver .",
+    "moderate - to - has increased since ___, apical pleural tube still in place.",  # nih-00000013_027
 ])
 def test_fluency_checker_flags_the_broken_sentences_edits_made(broken):
     assert any(sentence_problems(broken[s:e]) for s, e in split_sentences(broken))
@@ -224,3 +225,77 @@ def test_label_list_references_get_sentences_not_bare_labels(shared):
                     if p.on_policy == "rejected" and words:
                         assert len(words) > 1 or words[0] in {"no"}, e.after  # never a bare label
     assert made >= 0.7 * total > 0
+
+
+# -- omissions: significant ones go in, incidental ones are recorded, not pasted ------------------
+
+REF_WITH_INCIDENTAL = ("Heart size is normal. There is a small right pleural effusion. "
+                       "Degenerative changes of the thoracic spine. Calcified granuloma in the left upper lobe.")
+
+
+def test_an_omitted_incidental_finding_is_recorded_not_pasted_in(maker):
+    """iu-3459 / iu-3790: chosen grew by three pasted reference sentences (DISH, cervical fusion,
+    granulomas), a rewrite toward the reference that no radiologist asks of a report; GREEN counts
+    such omissions as clinically insignificant. The significant omission (the effusion) still goes in."""
+    response = "the heart is normal in size . no pneumothorax . no acute bony abnormality ."
+    p = maker.make(response, REF_WITH_INCIDENTAL)
+    assert p.on_policy == "rejected" and "small right pleural effusion" in p.chosen
+    assert "degenerative" not in p.chosen and "granuloma" not in p.chosen
+    left = p.notes["omissions_left"]
+    assert {"missed_finding:degenerative_changes", "missed_finding:granuloma"} <= set(left), left
+    assert all("incidental" in left[k] for k in ("missed_finding:degenerative_changes", "missed_finding:granuloma"))
+
+
+def test_a_response_omitting_only_incidental_findings_gets_an_injected_error(maker):
+    response = ("the heart is normal in size . there is a small right pleural effusion . "
+                "no pneumothorax .")
+    p = maker.make(response, REF_WITH_INCIDENTAL, seed=3)
+    assert p.on_policy == "chosen" and p.chosen == response
+    assert "missed_finding:degenerative_changes" in p.notes["omissions_left"]
+
+
+def test_a_denied_incidental_finding_is_still_an_error(maker):
+    """Incidental is about omission only: 'no degenerative changes' against a reference that reports
+    them is wrong, and chosen must not keep it."""
+    response = ("the heart is normal in size . there is a small right pleural effusion . "
+                "no degenerative changes of the spine .")
+    p = maker.make(response, REF_WITH_INCIDENTAL)
+    assert p.on_policy == "rejected" and "no degenerative" not in p.chosen
+
+
+def test_incidental_findings_can_be_pasted_in_when_asked():
+    p = TextPairMaker(type("C", (), {"insert_incidental": True})()).make(
+        "the heart is normal in size . no pneumothorax .", REF_WITH_INCIDENTAL)
+    assert "degenerative changes" in p.chosen
+
+
+# -- failures found by reading the runs of 2026-12-01 (seed 8080) -------------------------------
+
+def test_a_hedge_clause_is_not_inserted_without_what_it_hedges(maker):
+    """iu-3865 went in as 'possibly old fractures .', cut from 'Bilateral rib deformities are noted,
+    possibly old fractures.'; and the follow-up advice about a removed nodule stayed behind it."""
+    response = ("the heart is normal in size . small nodule seen in the left upper lung possibly granuloma . "
+                "the lungs are otherwise clear . left lung nodule . correlate with prior films if available . "
+                "if none are available followup imaging in 6 months is suggested  .")
+    reference = ("The heart is top normal in size. The lungs are grossly clear. Bilateral rib deformities are "
+                 "noted, possibly old fractures. No acute disease.")
+    p = maker.make(response, reference)
+    assert "possibly old fractures" not in p.chosen or "rib deformities" in p.chosen
+    assert "if none are available" not in p.chosen and "nodule" not in p.chosen
+
+
+def test_a_label_list_keeps_the_denials_it_does_not_contradict(maker):
+    """nih-00000013_029: 'There is no pleural effusion or pneumothorax.' against the labels 'Pleural
+    effusion.' lost its right 'no pneumothorax' with the wrong item."""
+    response = ("The cardiac silhouette is normal. There is no pleural effusion or pneumothorax. "
+                "There is no pulmonary edema.")
+    scope = "Pleural effusion. Pneumothorax. Edema. Cardiomegaly."
+    p = maker.make(response, "Pleural effusion.", scope=scope)
+    assert "no pneumothorax" in p.chosen.lower() and "pleural effusion." in p.chosen.lower()
+    assert "no pleural effusion" not in p.chosen.lower()
+
+
+def test_no_other_is_a_denial(maker):
+    """'There is no other focal consolidation.' denies consolidation; it was read as asserting one."""
+    found = maker.findings("There is a focal opacity in the right mid lung zone. There is no other focal consolidation.")
+    assert [f.certainty for f in found.findings if f.concept == "consolidation"] == ["absent"]

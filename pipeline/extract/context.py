@@ -15,7 +15,7 @@ from pipeline.extract.tokens import Token
 PSEUDO = {  # look like cues but are not
     ("no", "change"), ("no", "significant", "change"), ("no", "interval", "change"), ("not", "only"),
     ("without", "change"), ("no", "increase"), ("no", "decrease"), ("not", "changed"),
-    ("without", "significant", "change"), ("no", "other"),
+    ("without", "significant", "change"),
     # "a nodule not seen on prior exams" is a new nodule, not an absent one
     ("not", "seen", "on"), ("not", "present", "on"), ("not", "seen", "previously"), ("not", "previously", "seen"),
     ("not", "visualized", "on"), ("not", "identified", "on"),
