@@ -61,3 +61,25 @@ def test_a_normal_statement_joined_by_so_is_a_place_and_never_left_as_a_fragment
         maker.make("The heart size appears normal, so no cardiomegaly.", "yes", task="vqa",
                    prompt="Is there cardiomegaly?")
     assert e.value.reason == "not_fluent"
+
+
+@pytest.mark.parametrize("response,gold,question,expect,gone", [
+    ("Yes, there is free air under the right hemidiaphragm, which is concerning for perforation.", "no",
+     "Is there free air under the diaphragm?", "No, there is no free air under the right hemidiaphragm.",
+     "perforation"),
+    ("Yes, the tube is in good position, 4 cm above the carina.", "no",
+     "Is the endotracheal tube in good position?", "No, the tube is not in good position.", "carina"),
+    ("No, there is no mass, which is reassuring.", "yes", "Is there a mass?", "Yes, there is a mass.",
+     "reassuring"),
+])
+def test_what_described_the_old_answer_goes_with_it(maker, response, gold, question, expect, gone):
+    """A held-out probe left "..., which is concerning for perforation." after the free air was denied:
+    a chosen side that denies a finding and then gives its consequence contradicts itself."""
+    p = maker.make(response, gold, task="vqa", prompt=question)
+    assert p.chosen == expect and gone not in p.chosen
+
+
+def test_a_sentence_after_the_answer_stays(maker):
+    p = maker.make("Yes, there is a mass in the right hilum, measuring 3 cm. The heart size is normal.", "no",
+                   task="vqa", prompt="Is there a mass?")
+    assert p.chosen == "No, there is no mass in the right hilum. The heart size is normal."

@@ -35,7 +35,15 @@ def state_answer(text: str, reading: YesNoReading, question: str, target: str) -
         body = _flip_clause(text, p, question)
         if body is not None:
             edits.extend(body)
-            if p.tail is not None and all(e.end <= p.tail for e in body):
+            detail = _elaboration(text, p, body)
+            if detail is not None and any(q is not p and detail[0] <= q.start < detail[1] for q in reading.places):
+                detail = None  # ", consistent with cardiomegaly" is a place of its own, changed on its own
+            if detail is not None:
+                # "No, there is no free air ..., which is concerning for perforation": what described the
+                # old answer goes with it (a denied finding has no size, site or consequence; a finding
+                # now stated is not "reassuring")
+                edits.append(SpanEdit(*detail, "", ERROR_TYPE, EDITOR))
+            elif p.tail is not None and all(e.end <= p.tail for e in body):
                 # "the lungs do not appear normal with no signs of X": the phrase that backed the old answer goes
                 start = p.tail
                 while start > 0 and text[start - 1] in " ,":
@@ -65,6 +73,27 @@ def state_answer(text: str, reading: YesNoReading, question: str, target: str) -
         if b.start < a.end:
             return None, "two places of the answer overlap"
     return edits, ""
+
+
+# what opens a phrase that describes the finding just stated: ", which is concerning for ...", ", 4 cm
+# above the carina", ", measuring 2 cm", ", in the right mainstem bronchus"
+_ELABORATION = re.compile(r",\s*(?:which|that|suggesting|suggestive|consistent|compatible|indicating|likely|probably|"
+                          r"representing|concerning|measuring|causing|blunting|obscuring|with|in|at|above|below|"
+                          r"within|along|involving|extending|\d)\b[^.;!?]*", re.I)
+
+
+def _elaboration(text: str, p: Place, body: list[SpanEdit]) -> tuple[int, int] | None:
+    """The span of a describing phrase right after the flipped words and before the sentence ends."""
+    after = max(e.end for e in body)
+    end = len(text)
+    for c in ".;!?\n":
+        k = text.find(c, after)
+        if k >= 0:
+            end = min(end, k)
+    m = _ELABORATION.search(text, after, end)
+    if m is None or m.end() != end or text[after : m.start()].count(",") or not text[after : m.start()].strip(" ,"):
+        return None
+    return m.start(), m.end()
 
 
 # a yes/no word is swapped for its own opposite: "Affirmative." -> "Negative."
