@@ -83,3 +83,24 @@ def test_a_sentence_after_the_answer_stays(maker):
     p = maker.make("Yes, there is a mass in the right hilum, measuring 3 cm. The heart size is normal.", "no",
                    task="vqa", prompt="Is there a mass?")
     assert p.chosen == "No, there is no mass in the right hilum. The heart size is normal."
+
+
+@pytest.mark.parametrize("response,gold,question,expect", [
+    # a normal statement about another organ is no antonym of the asked finding
+    ("The lungs do not appear hyperinflated; the diaphragms are normal in position.", "yes",
+     "Are the lungs hyperinflated?", "The lungs appear hyperinflated; the diaphragms are normal in position."),
+    # "fluid" is the effusion in an answer about one
+    ("The answer is no. Both costophrenic angles are sharp, and there is no fluid.", "yes",
+     "Is there pleural effusion?", "The answer is yes. There is fluid."),
+    # the consequence of the old answer goes with it
+    ("No free air is seen under the diaphragm, so there is no evidence of perforation.", "yes",
+     "Is there free air?", "Free air is seen under the diaphragm."),
+    ("Yes. A large mass is present in the left upper lobe, suspicious for malignancy.", "no",
+     "Is there a mass in the left lung?", "No. A large mass is not present in the left upper lobe."),
+    # "clear" cannot stay beside the finding it now states: the clause goes, the yes stays
+    ("No, the lungs appear clear with no focal consolidation to suggest pneumonia.", "yes",
+     "Is there evidence of pneumonia?", "Yes."),
+    ("No, both hemidiaphragms are at a normal level.", "yes", "Is the diaphragm elevated?", "Yes."),
+])
+def test_explanations_that_would_contradict_the_new_answer(maker, response, gold, question, expect):
+    assert maker.make(response, gold, task="vqa", prompt=question).chosen == expect

@@ -44,7 +44,7 @@ _LEAD = re.compile(r"(?:^|[.!?:;,\n(\-\u2014*\"']|\b(?:answer(?: to (?:the|this)
                    r"|i would say|i'd say|so|then|and|short|simply|i think|i believe|definitely|certainly|probably|likely|"
                    r"clearly|absolutely|most likely|very likely)\s*:?)\s*[*\"']*\s*$", re.I)
 _TAIL = re.compile(r"^\s*[*\"']*\s*(?:[,.;:!\n()\u2013\u2014-]|$)")
-_NORMAL = re.compile(r"\b(?:clear|sharp|normal|unremarkable|within normal limits|healthy|no acute (?:\w+ )?"
+NORMAL_STATEMENT = re.compile(r"\b(?:clear|sharp|normal|unremarkable|within normal limits|healthy|no acute (?:\w+ )?"
                      r"(?:abnormalit(?:y|ies)|findings?|disease|process)|no (?:abnormalit(?:y|ies)|findings?|"
                      r"pathology|disease))\b", re.I)
 _NORMAL_Q = frozenset("normal abnormal clear unremarkable healthy".split())
@@ -198,7 +198,8 @@ def _clause_place(text: str, ws: tuple[Word, ...], q: _Question) -> Place | None
     cues = tuple(w for w in ws if is_negation(w))
     antonyms = tuple((w, min(_ANTONYMS[w.norm] & q.norms)) for w in ws
                      if _ANTONYMS.get(w.norm, frozenset()) & q.norms and w.norm not in q.norms
-                     and not _WNL.match(text, max(0, w.start - 7)))  # "within normal limits" is no antonym
+                     and not _WNL.match(text, max(0, w.start - 7))  # "within normal limits" is no antonym
+                     and not _other_organ(ws, q))  # "the diaphragms are normal" says nothing of hyperinflated lungs
     c_terms = find_terms(ws)
     conflicts: list[tuple[Term, Term]] = []
     for qt in q.terms:
@@ -209,10 +210,10 @@ def _clause_place(text: str, ws: tuple[Word, ...], q: _Question) -> Place | None
     # "No, it is not.", "Not seen here.": no content word, but a pronoun or a negation answers
     bare = not content and (bool(cues) or any(w.low in _BARE for w in ws))
     names = _names_concept(text, s, e, q)
-    if q.concepts and not q.asks_normal and not names and not antonyms and _NORMAL.search(text, s, e) \
+    if q.concepts and not q.asks_normal and not names and not antonyms and NORMAL_STATEMENT.search(text, s, e) \
             and _same_organ(ws, q):
         # "the lungs are clear" answers "no" to "Is there evidence of pulmonary tuberculosis?"
-        m = _NORMAL.search(text, s, e)
+        m = NORMAL_STATEMENT.search(text, s, e)
         # "the lungs are not clear" says yes; "clear, with no cavitary lesions" still says no
         normal_cues = tuple(w for w in cues if w.end <= m.start() and len(text[w.end : m.start()].split()) <= 2)
         neg = len(normal_cues) % 2 == 1
@@ -265,16 +266,24 @@ def _governing(text: str, ws: tuple[Word, ...], cues: tuple[Word, ...], anchors:
 # "Normal chest X-ray.") is about the whole image
 _ORGAN_WORDS = {"heart": "heart", "cardiac": "heart", "cardiomediastinal": "heart", "mediastinum": "heart",
                 "mediastinal": "heart", "silhouette": "heart", "pleura": "pleura", "pleural": "pleura",
-                "costophrenic": "pleura", "lung": "lung", "field": "lung", "parenchyma": "lung"}
+                "costophrenic": "pleura", "lung": "lung", "field": "lung", "parenchyma": "lung",
+                "diaphragm": "diaphragm", "hemidiaphragm": "diaphragm", "trachea": "trachea", "rib": "bone",
+                "spine": "bone", "clavicle": "bone", "bone": "bone", "osseous": "bone"}
 # what "the lungs are clear" denies beyond the report lexicon's own denials (parenchymal findings)
 _CLEAR_LUNGS_ALSO = frozenset({"tuberculosis", "lung_lesion", "calcification", "emphysema", "fibrosis", "nodule",
                                "mass", "infiltration", "lung_opacity"})
 
 
+def _other_organ(ws: tuple[Word, ...], q: _Question) -> bool:
+    """The clause names organs and none is one the question names."""
+    organs = {_ORGAN_WORDS[w.norm] for w in ws if w.norm in _ORGAN_WORDS}
+    return bool(organs and q.organs and not organs & q.organs)
+
+
 def _same_organ(ws: tuple[Word, ...], q: _Question) -> bool:
     """The normal statement is about the organ where the question's finding lies."""
     organs = {_ORGAN_WORDS[w.norm] for w in ws if w.norm in _ORGAN_WORDS}
-    if not organs:
+    if not organs or organs & q.organs:
         return True
     denies = _denials()
     return any(q.concepts & denies.get(o, frozenset()) for o in organs)
@@ -288,9 +297,16 @@ def _denials() -> dict[str, frozenset[str]]:
             "pleura": frozenset(nd.get("pleura", ()))}
 
 
+# words a VQA answer uses for the asked finding that a report lexicon leaves to context ("there is no
+# fluid" answers "Is there pleural effusion?")
+_CONTEXT_WORDS = {"pleural_effusion": re.compile(r"\bfluids?\b", re.I)}
+
+
 def _names_concept(text: str, start: int, end: int, q: _Question) -> bool:
     if not q.concepts:
         return False
+    if any(c in _CONTEXT_WORDS and _CONTEXT_WORDS[c].search(text, start, end) for c in q.concepts):
+        return True
     return any(f.concept in q.concepts and f.category != "denial" and start <= f.start and f.end <= end
                for f in _findings(text))
 

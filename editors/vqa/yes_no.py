@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 from editors.base import SpanEdit
-from editors.vqa.places import APPOSITIVES, Place, YesNoReading
+from editors.vqa.places import APPOSITIVES, NORMAL_STATEMENT, Place, YesNoReading
 from editors.vqa.text import _plural, _vowel_sound, display, match_case, replace_words
 from editors.vqa.words import _ARTICLES, _AUX, _BE, _DET_VERBS, _VERBS, EDITOR, ERROR_TYPE, Word, tokenize
 
@@ -77,8 +77,9 @@ def state_answer(text: str, reading: YesNoReading, question: str, target: str) -
 
 # what opens a phrase that describes the finding just stated: ", which is concerning for ...", ", 4 cm
 # above the carina", ", measuring 2 cm", ", in the right mainstem bronchus"
-_ELABORATION = re.compile(r",\s*(?:which|that|suggesting|suggestive|consistent|compatible|indicating|likely|probably|"
-                          r"representing|concerning|measuring|causing|blunting|obscuring|with|in|at|above|below|"
+_ELABORATION = re.compile(r",\s*(?:which|that|suggesting|suggestive|consistent|compatible|indicating|indicative|likely|"
+                          r"probably|possibly|representing|concerning|suspicious|worrisome|raising|may|could|so|"
+                          r"therefore|thus|hence|measuring|causing|blunting|obscuring|with|in|at|above|below|"
                           r"within|along|involving|extending|\d)\b[^.;!?]*", re.I)
 
 
@@ -150,6 +151,8 @@ def _flip_clause(text: str, r: Place, question: str) -> list[SpanEdit] | None:
         idx = [i for i, w in enumerate(ws) if w in t.words]
         return [replace_words(text, ws, idx[0], idx[-1], display(qt.value, t.words[0].text, lower_text))]
     if r.cues:
+        if r.polarity == "no" and NORMAL_STATEMENT.search(text, r.start, r.cues[0].start):
+            return None  # "the lungs appear clear with no consolidation": "clear" would stay beside the finding
         return _make_positive(text, ws, r.cues[0])
     if r.how == "normal":
         return None  # "the lungs are clear" is removed, not turned into "not clear"
