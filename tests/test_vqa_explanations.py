@@ -104,3 +104,22 @@ def test_a_sentence_after_the_answer_stays(maker):
 ])
 def test_explanations_that_would_contradict_the_new_answer(maker, response, gold, question, expect):
     assert maker.make(response, gold, task="vqa", prompt=question).chosen == expect
+
+
+@pytest.mark.parametrize("response,gold,question,expect", [
+    ("The effusion is on the right side, blunting the right costophrenic angle.", "left",
+     "Where is the pleural effusion?", "The effusion is on the left side, blunting the left costophrenic angle."),
+    ("The lungs are abnormal, showing diffuse opacities.", "heart", "What organ is abnormal?",
+     "The heart is abnormal, showing diffuse opacities."),
+    ("Yes, an endotracheal tube is present with the tip above the carina.", "no", "Is the patient intubated?",
+     "No, an endotracheal tube is not present."),
+    ("**Answer: No**\n\nThe left lung appears clear, without masses or consolidation.", "yes",
+     "Is there an abnormality in the left lung?", "**Answer: Yes**\n\nThe left lung appears abnormal."),
+    ("Yes, this chest X-ray appears normal. The heart, lungs, and bones show no abnormalities.", "no",
+     "Is this image normal?",
+     "No, this chest X-ray does not appear normal. The heart, lungs, and bones show abnormalities."),
+])
+def test_every_mention_of_the_answer_follows_it(maker, response, gold, question, expect):
+    """Held-out-style probes: the side named twice, the verb after a replaced organ, the tube's tip,
+    'abnormality' questions answered by 'clear' / 'no abnormalities'."""
+    assert maker.make(response, gold, task="vqa", prompt=question).chosen == expect

@@ -29,7 +29,11 @@ def fix_open(text: str, reading: OpenReading, gold: Gold) -> Iterator[list[SpanE
     """Proposals turning a wrong answer into the gold one, smallest first; a gloss in parentheses
     right after a replaced wrong term ("AP (anteroposterior)") goes with it."""
     for edits in _fix_open(text, reading, gold):
-        yield [_drop_gloss(text, e) for e in edits]
+        out: list[SpanEdit] = []
+        for e in (_drop_gloss(text, e) for e in edits):
+            if not any(o.start <= e.start and e.end <= o.end for o in out):  # a side word inside a dropped gloss
+                out.append(e)
+        yield out
 
 
 _GLOSS = re.compile(r"\s*\([^()]{1,40}\)")
@@ -61,6 +65,11 @@ def _fix_open(text: str, reading: OpenReading, gold: Gold) -> Iterator[list[Span
         first = bare[0]
         yield [SpanEdit(first.start, bare[-1].end, match_case(first.text, gold_display(gold.text), lower_text),
                         ERROR_TYPE, EDITOR)]
+    flipped = _swap_sides(text, reading, gold)
+    if flipped:
+        # "on the right side, blunting the right costophrenic angle" with gold "left": every side turns, so
+        # the rest of the answer keeps its geometry ("the left lung is clear" becomes "the right lung ...")
+        yield flipped
     if reading.conflicts:
         edits = []
         for ws, value in reading.conflicts:
@@ -83,6 +92,24 @@ def _fix_open(text: str, reading: OpenReading, gold: Gold) -> Iterator[list[Span
         rep = gold_display(gold.text) if acronym and not starts else match_case(template, gold_display(gold.text),
                                                                                  lower_text)
         yield [replace_words(text, sw, i, j, rep)]
+
+
+_SIDE = re.compile(r"\b(left|right)(?=(?:-sided)?\b)(?![ -]?(?:away|now|here)\b)", re.I)
+_SIDE_SWAP = {"left": "right", "right": "left"}
+
+
+def _swap_sides(text: str, reading: OpenReading, gold: Gold) -> list[SpanEdit] | None:
+    """Every left/right of the response swapped, when the gold is one side and the answer the other."""
+    want = gold.text.strip().lower().rstrip(".")
+    if want not in _SIDE_SWAP or not reading.conflicts or any(v != want for _ws, v in reading.conflicts):
+        return None
+    if re.search(r"\b(that'?s|you'?re|is) right\b", text, re.I):
+        return None
+    found = list(_SIDE.finditer(text))
+    if len(found) < 2:
+        return None  # one side word: the plain replacement below is the whole edit
+    return [SpanEdit(m.start(), m.end(), match_case(m.group(1), _SIDE_SWAP[m.group(1).lower()]), ERROR_TYPE,
+                     EDITOR) for m in found]
 
 
 def number_edit(text: str, sw: list[Word], i: int, value: str, lower_text: bool = False) -> SpanEdit:

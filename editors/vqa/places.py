@@ -47,7 +47,7 @@ _TAIL = re.compile(r"^\s*[*\"']*\s*(?:[,.;:!\n()\u2013\u2014-]|$)")
 NORMAL_STATEMENT = re.compile(r"\b(?:clear|sharp|normal|unremarkable|within normal limits|healthy|no acute (?:\w+ )?"
                      r"(?:abnormalit(?:y|ies)|findings?|disease|process)|no (?:abnormalit(?:y|ies)|findings?|"
                      r"pathology|disease))\b", re.I)
-_NORMAL_Q = frozenset("normal abnormal clear unremarkable healthy".split())
+_NORMAL_Q = frozenset("normal abnormal abnormality clear unremarkable healthy".split())
 _LEAD_IN = re.compile(r"(?:based on|according to|judging from|looking at|from|in|on)\s+(?:the|this|these)\b[^,]*"
                       r"(?:,|$)|[*\s]*(?:answer|explanation|reasoning|rationale|impression|conclusion)\s*[*]*\s*:[*\s]*",
                       re.I)
@@ -178,6 +178,7 @@ class _Question:
     asks_normal: bool
     negated: bool  # "Was this image taken without motion artifact?": its claim holds a negation
     organs: frozenset[str] = frozenset()  # lung / heart / pleura, named by the question
+    asks_other: bool = False  # "Are there other abnormalities besides the mass?"
 
 
 @lru_cache(maxsize=4096)
@@ -187,7 +188,8 @@ def _question(question: str) -> _Question:
     concepts = frozenset(f.concept for f in _findings(question) if f.category != "denial")
     negated = sum(is_negation(w) for w in qw) % 2 == 1
     organs = frozenset(_ORGAN_WORDS[w.norm] for w in qw if w.norm in _ORGAN_WORDS)
-    return _Question(norms, tuple(find_terms(qw)), concepts, bool(norms & _NORMAL_Q), negated, organs)
+    return _Question(norms, tuple(find_terms(qw)), concepts, bool(norms & _NORMAL_Q), negated, organs,
+                     any(w.low == "other" for w in qw))
 
 
 def _clause_place(text: str, ws: tuple[Word, ...], q: _Question) -> Place | None:
@@ -196,6 +198,8 @@ def _clause_place(text: str, ws: tuple[Word, ...], q: _Question) -> Place | None
     s, e = ws[0].start, ws[-1].end
     content = [w for w in content_words(ws) if (w.norm not in _STOP or w.norm in _CLAIM_WORDS) and not is_negation(w)]
     cues = tuple(w for w in ws if is_negation(w))
+    if not q.asks_other and any(ws[k + 1].low == "other" for k, w in enumerate(ws[:-1]) if w in cues):
+        return None  # "No other abnormality is seen": about what else there is, not the asked claim
     antonyms = tuple((w, min(_ANTONYMS[w.norm] & q.norms)) for w in ws
                      if _ANTONYMS.get(w.norm, frozenset()) & q.norms and w.norm not in q.norms
                      and not _WNL.match(text, max(0, w.start - 7))  # "within normal limits" is no antonym

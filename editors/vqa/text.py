@@ -135,8 +135,23 @@ def _plural(word: str) -> bool:
     return len(low) > 3 and low.endswith("s") and not low.endswith(("ss", "us", "is", "ous"))
 
 
+_AGREE = {"is": "are", "are": "is", "was": "were", "were": "was"}
+
+
 def replace_words(text: str, words: Sequence[Word], first: int, last: int, replacement: str) -> SpanEdit:
-    """Replace words[first..last] by ``replacement``, fixing an "a"/"an" just before it."""
+    """Replace words[first..last] by ``replacement``, fixing an "a"/"an" just before it and an
+    "is"/"are" just after it ("the lungs are" -> "the heart is")."""
+    edit = _replace_words(text, words, first, last, replacement)
+    nxt = words[last + 1] if last + 1 < len(words) else None
+    old_head, new_head = words[last].text, (replacement.split() or [""])[-1]
+    if nxt is not None and nxt.low in _AGREE and text[words[last].end : nxt.start] == " " \
+            and _plural(old_head) != _plural(new_head) and (nxt.low in ("are", "were")) == _plural(old_head):
+        return SpanEdit(edit.start, nxt.end, edit.replacement + " " + match_case(nxt.text, _AGREE[nxt.low]),
+                        edit.error_type, edit.editor)
+    return edit
+
+
+def _replace_words(text: str, words: Sequence[Word], first: int, last: int, replacement: str) -> SpanEdit:
     start, end = words[first].start, words[last].end
     if first > 0 and words[first - 1].low in ("a", "an") and text[words[first - 1].end : start] == " ":
         art = words[first - 1]

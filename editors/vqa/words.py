@@ -169,7 +169,7 @@ _ANTONYM_PAIRS = [
     ("enlarged", "normal"), ("male", "female"), ("solid", "cystic"), ("benign", "malignant"),
     ("midline", "deviated"), ("midline", "shifted"), ("sharp", "blunted"), ("expanded", "collapsed"),
     ("intact", "fractured"), ("patent", "obstructed"), ("clear", "opacified"), ("normal", "widened"),
-    ("normal", "dilated"), ("normal", "hyperinflated"),
+    ("normal", "dilated"), ("normal", "hyperinflated"), ("normal", "abnormality"), ("clear", "abnormality"),
 ]
 _ANTONYMS: dict[str, frozenset[str]] = {}  # a word -> the words it contradicts
 for _x, _y in _ANTONYM_PAIRS:

@@ -83,6 +83,11 @@ _ELABORATION = re.compile(r",\s*(?:which|that|suggesting|suggestive|consistent|c
                           r"within|along|involving|extending|\d)\b[^.;!?]*", re.I)
 
 
+# "an endotracheal tube is present with the tip above the carina": the tip goes when the tube does
+_DETAIL_AFTER_SEEN = re.compile(r"\b(?:present|seen|noted|identified|visible|place)(\s+(?:with|measuring|"
+                                r"extending|terminating|projecting)\b[^.;!?,]*)", re.I)
+
+
 def _elaboration(text: str, p: Place, body: list[SpanEdit]) -> tuple[int, int] | None:
     """The span of a describing phrase right after the flipped words and before the sentence ends."""
     after = max(e.end for e in body)
@@ -91,6 +96,9 @@ def _elaboration(text: str, p: Place, body: list[SpanEdit]) -> tuple[int, int] |
         k = text.find(c, after)
         if k >= 0:
             end = min(end, k)
+    m = _DETAIL_AFTER_SEEN.search(text, after, end)
+    if m is not None and m.end() == end and "," not in text[after : m.start(1)]:
+        return m.start(1), m.end(1)
     m = _ELABORATION.search(text, after, end)
     if m is None or m.end() != end or text[after : m.start()].count(",") or not text[after : m.start()].strip(" ,"):
         return None
@@ -138,8 +146,9 @@ def _flip_clause(text: str, r: Place, question: str) -> list[SpanEdit] | None:
     if ws[0].low in APPOSITIVES or (ws[0].low == "most" and len(ws) > 1 and ws[1].low in APPOSITIVES):
         return None  # ", consistent with cardiomegaly": an appositive that restates is removed, not negated
     lower_text = not any(c.isupper() for c in text)
-    if r.antonyms:  # "the lungs are abnormal" -> "the lungs are normal"
+    if r.antonyms and not r.cues:  # "the lungs are abnormal" -> "the lungs are normal"
         w, q = r.antonyms[0]
+        q = _ADJECTIVE.get(q, q)  # "Is there an abnormality?": "the lung appears abnormal"
         end = w.end
         side = re.match(r"\s+to (?:the )?(?:left|right)(?: side)?\b", text[w.end :], re.I)
         if side and q == "midline":  # "deviated to the right" -> "midline"
@@ -157,6 +166,9 @@ def _flip_clause(text: str, r: Place, question: str) -> list[SpanEdit] | None:
     if r.how == "normal":
         return None  # "the lungs are clear" is removed, not turned into "not clear"
     return _make_negative(text, ws)
+
+
+_ADJECTIVE = {"abnormality": "abnormal"}
 
 
 def _word_as_written(question: str, norm: str) -> str:
