@@ -123,3 +123,11 @@ def test_every_mention_of_the_answer_follows_it(maker, response, gold, question,
     """Held-out-style probes: the side named twice, the verb after a replaced organ, the tube's tip,
     'abnormality' questions answered by 'clear' / 'no abnormalities'."""
     assert maker.make(response, gold, task="vqa", prompt=question).chosen == expect
+
+
+def test_a_markdown_list_answer_is_read_line_by_line(maker):
+    """A chat answer as a bullet list: each line answers (the sharp angles go, line and bullet; "no fluid"
+    turns), not only the final "Answer: No"."""
+    p = maker.make("Looking at the image:\n- Costophrenic angles: sharp\n- Pleural space: no fluid\nAnswer: No",
+                   "yes", task="vqa", prompt="Is there a pleural effusion?")
+    assert p.chosen == "Looking at the image:\n- Pleural space: fluid\nAnswer: Yes"

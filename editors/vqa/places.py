@@ -48,8 +48,8 @@ NORMAL_STATEMENT = re.compile(r"\b(?:clear|sharp|normal|unremarkable|within norm
                      r"(?:abnormalit(?:y|ies)|findings?|disease|process)|no (?:abnormalit(?:y|ies)|findings?|"
                      r"pathology|disease))\b", re.I)
 _NORMAL_Q = frozenset("normal abnormal abnormality clear unremarkable healthy".split())
-_LEAD_IN = re.compile(r"(?:based on|according to|judging from|looking at|from|in|on)\s+(?:the|this|these)\b[^,]*"
-                      r"(?:,|$)|[*\s]*(?:answer|explanation|reasoning|rationale|impression|conclusion)\s*[*]*\s*:[*\s]*",
+_LEAD_IN = re.compile(r"(?:based on|according to|judging from|looking at|from|in|on)\s+(?:the|this|these)\b[^,:\n]*"
+                      r"(?:[,:]|$)|[*\s]*(?:answer|explanation|reasoning|rationale|impression|conclusion)\s*[*]*\s*:[*\s]*",
                       re.I)
 _CHOICES = re.compile(r"[-(\s]*\byes\s*/\s*no\b\)?", re.I)
 _WNL = re.compile(r"within normal limits", re.I)
@@ -141,11 +141,25 @@ def claim_spans(text: str) -> list[tuple[int, int]]:
         if hi <= lo:
             continue
         s, e = toks[lo].start, toks[hi - 1].end
-        pos = s
-        for m in _SUBCLAUSE.finditer(text, s, e):
-            if len(text[pos : m.start()].split()) >= 3:
-                out.append((pos, m.start()))
-                pos = m.end()
+        for ls, le in _lines(text, s, e):  # a markdown list: each line answers on its own
+            pos = ls
+            for m in _SUBCLAUSE.finditer(text, ls, le):
+                if len(text[pos : m.start()].split()) >= 3:
+                    out.append((pos, m.start()))
+                    pos = m.end()
+            out.append((pos, le))
+    return out
+
+
+def _lines(text: str, s: int, e: int) -> list[tuple[int, int]]:
+    """[s, e) cut at line breaks, each piece without its bullet and surrounding space."""
+    out = []
+    pos = s
+    for m in re.finditer(r"\s*\n[\s\-*•]*", text[s:e]):
+        if s + m.start() > pos:
+            out.append((pos, s + m.start()))
+        pos = s + m.end()
+    if e > pos:
         out.append((pos, e))
     return out
 
@@ -233,8 +247,9 @@ def _clause_place(text: str, ws: tuple[Word, ...], q: _Question) -> Place | None
         if conflicts and cues:
             raise VqaReadError("ambiguous_answer", "the response negates a different value than the one asked about")
         all_cues = cues
+        context = [w for w in ws for c in q.concepts if c in _CONTEXT_WORDS and _CONTEXT_WORDS[c].fullmatch(w.text)]
         cues = _governing(text, ws, cues, [w for w in content if w.norm in q.norms] + [w for w, _ in antonyms]
-                          + [w for t, _ in conflicts for w in t.words])
+                          + [w for t, _ in conflicts for w in t.words] + context)
         backing = [c for c in all_cues if c not in cues]
         tail = None
         if backing:

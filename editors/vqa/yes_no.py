@@ -80,7 +80,7 @@ def state_answer(text: str, reading: YesNoReading, question: str, target: str) -
 _ELABORATION = re.compile(r",\s*(?:which|that|suggesting|suggestive|consistent|compatible|indicating|indicative|likely|"
                           r"probably|possibly|representing|concerning|suspicious|worrisome|raising|may|could|so|"
                           r"therefore|thus|hence|measuring|causing|blunting|obscuring|with|in|at|above|below|"
-                          r"within|along|involving|extending|\d)\b[^.;!?]*", re.I)
+                          r"within|along|involving|including|extending|\d)\b[^.;!?]*", re.I)
 
 
 # "an endotracheal tube is present with the tip above the carina": the tip goes when the tube does
@@ -115,6 +115,10 @@ _SEP_BEFORE = re.compile(r"(?:,?\s+(?:and|but|which|while|however)|[,;:]|\s+)\s*
 def _remove_clause(text: str, p: Place) -> SpanEdit | None:
     """Remove the clause p with the separator that joins it, keeping the sentence's end."""
     s, e = p.start, p.end
+    line = re.search(r"(?:^|\n)[ \t]*(?:[-*•][ \t]*)?$", text[:s])
+    tail = re.match(r"[ \t.]*\n", text[e:])
+    if line and tail:  # "- Costophrenic angles: sharp" is a line of a list: the line goes, bullet and all
+        return SpanEdit(line.start() + (text[line.start()] == "\n"), e + tail.end(), "", ERROR_TYPE, EDITOR)
     sent_start = max(text.rfind(c, 0, s) for c in ".!?\n") + 1
     head = text[sent_start:s]
     end_punct = re.match(r"[.!?]*", text[e:]).group()
