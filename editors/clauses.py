@@ -152,6 +152,12 @@ def removal(ctx: EditContext, doomed: set[tuple[int, int]], target: tuple[int, i
     kept = [st for st in sts if (st.start, st.end) not in doomed and not _inside_doomed(st, doomed)]
     whole = sentence_removal(ctx, sent)
     if not kept:
+        if _says_normal_elsewhere(ctx, sent, target):
+            # "lungs are hyperexpanded but clear" -> "lungs are clear": the normal word is no statement of
+            # the extractor's (it stands apart from its anatomy), but it is right and stays
+            part = _segment_removal(ctx, sent, target, [], error_type, editor)
+            if part is not None:
+                return part
         return SpanEdit(*whole, "", error_type, editor)
     if not [st for st in kept if not expendable(ctx, st)]:
         # only denials the reference does not make remain: keep them if the wrong segment goes cleanly
@@ -160,6 +166,18 @@ def removal(ctx: EditContext, doomed: set[tuple[int, int]], target: tuple[int, i
         return part if part is not None else SpanEdit(*whole, "", error_type, editor)
     return _segment_removal(ctx, sent, target, kept, error_type, editor) or \
         list_item_removal(ctx, sent, target, kept, doomed, error_type, editor)
+
+
+_NORMAL_WORD = re.compile(r"\b(clear|normal|unremarkable|intact|expanded)\b", re.IGNORECASE)
+
+
+def _says_normal_elsewhere(ctx: EditContext, sent: tuple[int, int], target: tuple[int, int]) -> bool:
+    """Another segment of the sentence is a normal word ("... but clear")."""
+    t0, _t1 = tok_range(ctx, *target)
+    for a, b in segments(ctx, sent):
+        if not a <= t0 < b and _NORMAL_WORD.search(ctx.text, ctx.tokens[a].start, ctx.tokens[b - 1].end):
+            return True
+    return False
 
 
 def _segment_removal(ctx: EditContext, sent: tuple[int, int], target: tuple[int, int], kept: list[Statement],

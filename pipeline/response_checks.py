@@ -1,7 +1,8 @@
-"""Responses that are not one answer to edit: a model that kept going, or looped.
+"""Responses that are not one answer to edit: a model that kept going, looped, or declined.
 
 A chosen side built from several reports in a row would teach the policy to run on; one built from a
-sentence repeated in a loop teaches nothing. Such a response is a reject with its reason.
+sentence repeated in a loop teaches nothing; one that declines to read the image ("I'm unable to
+interpret medical images") is no report to correct. Such a response is a reject with its reason.
 """
 
 from __future__ import annotations
@@ -26,3 +27,12 @@ def several_reports(text: str) -> bool:
     """Two or more blocks of three or more sentences separated by blank lines: a model that kept going."""
     blocks = [b for b in re.split(r"\n\s*\n", text) if b.strip()]
     return sum(1 for b in blocks if len(re.findall(r"[.!?](\s|$)", b)) >= 3) >= 2
+
+
+_REFUSAL = re.compile(r"\b(?:I(?:'m| am) (?:unable|not able) to|I can(?:not|'t) (?:analy[sz]e|interpret|view|see|provide "
+                      r"a (?:diagnosis|medical))|as an AI\b|I do not have the ability)", re.IGNORECASE)
+
+
+def refuses(text: str) -> bool:
+    """The response declines to read the image (a chat model's refusal), wherever it says so."""
+    return bool(_REFUSAL.search(text))

@@ -21,7 +21,7 @@ from pipeline.extract.registry import get_extractor
 from pipeline.findings import ReportFindings, findings_from_extraction
 from pipeline.fluency import edit_problems
 from pipeline.metrics import word_edit_ratio
-from pipeline.response_checks import repeats, several_reports
+from pipeline.response_checks import refuses, repeats, several_reports
 from schemas.pair import Edit
 
 
@@ -127,6 +127,8 @@ class TextPairMaker:
 
             return make_vqa_pair(response, reference, prompt, seed,
                                  candidates=candidates if isinstance(candidates, list) else None)
+        if refuses(response):
+            raise TextPairError("refusal", "the response declines to read the image: no report to correct")
         if repeats(response):
             raise TextPairError("repetitive_response", "the response repeats one sentence three times or more "
                                 "(a generation loop): not one answer to edit")

@@ -299,3 +299,29 @@ def test_no_other_is_a_denial(maker):
     """'There is no other focal consolidation.' denies consolidation; it was read as asserting one."""
     found = maker.findings("There is a focal opacity in the right mid lung zone. There is no other focal consolidation.")
     assert [f.certainty for f in found.findings if f.concept == "consolidation"] == ["absent"]
+
+
+def test_a_normal_word_after_but_stays_when_the_finding_goes(maker):
+    """iu-779 (issue 10 named it): 'lungs are hyperexpanded but clear' lost 'clear' with the false
+    hyperexpansion."""
+    response = ("heart size is normal . lungs are hyperexpanded but clear . no pleural effusions or "
+                "pneumothoraces .")
+    p = maker.make(response, "Heart size is normal. No focal consolidation, pneumothorax or large pleural effusion.")
+    assert "lungs are clear ." in p.chosen and "hyperexpanded" not in p.chosen
+
+
+def test_chronic_lung_disease_is_not_contradicted_by_emphysema(maker):
+    """iu-3768: against 'Changes of chronic lung disease', the response's 'hyperexpanded lungs suggestive of
+    emphysema' is a way of saying it, not a false finding to delete."""
+    response = ("the lungs are mildly hyperexpanded . heart size is normal . "
+                "mildly hyperexpanded lungs suggestive of emphysema .")
+    p = maker.make(response, "Mild cardiomegaly. Changes of chronic lung disease. No pneumothorax.")
+    assert "emphysema" in p.chosen and "hyperexpanded" in p.chosen and "cardiomegaly" in p.chosen
+
+
+def test_a_refusal_is_a_reject_not_a_chosen_side(maker):
+    """nih-00000032_008: a chat model's refusal became the chosen side of an injected error."""
+    with pytest.raises(TextPairError) as e:
+        maker.make("I'm unable to analyze or interpret medical images such as X-rays. It's important to consult a "
+                   "qualified medical professional.", "No acute cardiopulmonary abnormality.")
+    assert e.value.reason == "refusal"
