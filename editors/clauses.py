@@ -59,7 +59,12 @@ def expendable(ctx: EditContext, st: Statement) -> bool:
         return True  # it only qualifies the statements around it
     if st.positive:
         return False
-    return not any(ctx.ref_findings.status(c) == "absent" for c in st.concepts)
+    ref = ctx.ref_findings
+    # "Clear right lung. Extensive airspace disease in the left base.": the reference denies pneumonia on one
+    # side and states what may be one on the other, so it does not vouch for a plain "no pneumonia"
+    return not any(ref.status(c) == "absent" and not any(ref.status(x) in ("present", "uncertain")
+                                                          for x in ctx.lexicon.compatible_with(c) - {c})
+                   for c in st.concepts)
 
 
 def _span(f: Finding) -> tuple[int, int]:
