@@ -47,6 +47,28 @@ def drop_orphans(edits: list[SpanEdit], ctx: EditContext) -> list[SpanEdit]:
     return sorted(out, key=lambda x: (x.start, x.end))
 
 
+_CONNECTIVE = re.compile(r"(however|also|additionally|in addition|furthermore|moreover|but)\b\s*,?\s*", re.IGNORECASE)
+
+
+def drop_connectives(edits: list[SpanEdit], ctx: EditContext) -> list[SpanEdit]:
+    """A sentence that opened on "however" or "also" loses the word when the sentence it answered goes
+    ("lungs are free of infiltrates . however in the left lower lobe ..." without the first)."""
+    out = list(edits)
+    for e in edits:
+        if e.replacement or not any(e.start <= a and b <= e.end for a, b in ctx.sentences):
+            continue
+        nxt = next(((a, b) for a, b in ctx.sentences if a >= e.end and ctx.text[e.end:a].strip() == ""), None)
+        if nxt is None or any(x.start < nxt[1] and nxt[0] < x.end or x.start == nxt[0] for x in out):
+            continue
+        m = _CONNECTIVE.match(ctx.text, nxt[0])
+        if m is None or m.end() >= nxt[1]:
+            continue
+        first = ctx.text[m.end():m.end() + 1]
+        cap = first.upper() if ctx.text[nxt[0]].isupper() else first
+        out.append(SpanEdit(nxt[0], m.end() + 1, cap, e.error_type, e.editor))
+    return sorted(out, key=lambda x: (x.start, x.end))
+
+
 def dedupe_inserted(edits: list[SpanEdit]) -> list[SpanEdit]:
     """A clause inserted in one place and the whole sentence holding it in another: the clause goes."""
     texts = [e.replacement.strip().rstrip(" .") for e in edits]

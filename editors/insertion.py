@@ -98,13 +98,29 @@ def finding_clause(sentence_text: str, surface: str, concept: str, lexicon) -> s
     pieces.append((pos, len(sentence_text)))
     if len(pieces) < 2:
         return None
-    lo, hi = next(((a, b) for a, b in pieces if a <= at < b), (0, 0))
+    k = next((i for i, (a, b) in enumerate(pieces) if a <= at < b), None)
+    if k is None:
+        return None
+    lo, hi = pieces[k]
+    while k > 0 and _modifier_only(sentence_text[pieces[k - 1][0]:pieces[k - 1][1]], lexicon):
+        # "with mild bibasilar, right greater than left airspace disease": "mild bibasilar" belongs to it
+        k -= 1
+        lo = pieces[k][0]
     clause = sentence_text[lo:hi].strip()
     words = clause.split()
     if len(words) < 2 or _NEG_WORD.search(clause) or words[0].lower() in _NOT_ALONE:
         return None
     labels = {lab.concept for m in lexicon.match(tokenize(clause.lower())) for lab in m.labels}
     return clause if concept in labels else None
+
+
+def _modifier_only(piece: str, lexicon) -> bool:
+    """A short piece that names no finding and has no verb: words of the noun phrase that follows it."""
+    words = piece.split()
+    if not words or len(words) > 3 or re.search(r"\b(is|are|was|were|has|have|seen|noted|no|not)\b", piece, re.I):
+        return False
+    return not any(lab.category in ("finding", "device") for m in lexicon.match(tokenize(piece.lower()))
+                   for lab in m.labels)
 
 
 _COUNTABLE = ("mass", "nodule", "effusion", "pneumothorax", "hernia", "lesion", "opacity", "fracture")

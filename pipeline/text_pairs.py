@@ -13,7 +13,7 @@ from typing import Any
 
 from editors.apply import absorb, apply_edits, combine, edit_records
 from editors.base import EditContext, SpanEdit
-from editors.finish import dedupe_inserted, drop_orphans, unglue
+from editors.finish import dedupe_inserted, drop_connectives, drop_orphans, unglue
 from editors.inject import injection_candidates
 from editors.registry import DEFAULT_EDITORS, get_editor
 from pipeline.errors import ClinicalError, detect_errors
@@ -208,7 +208,8 @@ class TextPairMaker:
             raise TextPairError("residual_error", f"{len(unfixed)} of {len(before.errors)} error(s) could not be "
                                 "fixed, so chosen would still contradict the reference: "
                                 + "; ".join(f"{k} ({v})" for k, v in unfixed.items()))
-        accepted = unglue(response, self._in_place(response, ref, drop_orphans(accepted, ctx), current, ctx))
+        accepted = unglue(response, self._in_place(response, ref, drop_connectives(drop_orphans(accepted, ctx), ctx),
+                                                   current, ctx))
         chosen = apply_edits(response, accepted)
         problems = edit_problems(response, chosen)
         if problems:
