@@ -159,6 +159,29 @@ class ModelAdapter:
         token = getattr(self.tokenizer, "image_token", None) or self.image_token
         return self.tokenizer.convert_tokens_to_ids(token)
 
+    # -- image features once (frozen vision tower) ----------------------------------------------------
+    # The inputs the body's `get_image_features` takes; empty: this family scores with the plain path.
+    feature_inputs: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def encodes_images(self) -> bool:
+        """True when the body can take precomputed image features (`mm_encoder_outputs`)."""
+        return bool(self.feature_inputs)
+
+    def encode_images(self, body, image_inputs: dict[str, Tensor]):
+        """The body's image-encoder output (vision tower + projector) for `image_inputs`, under no_grad:
+        with a frozen vision tower it is the same for chosen, rejected and the reference, so it is computed
+        once and handed to each forward by `with_image_features`."""
+        with torch.no_grad():
+            return body.get_image_features(**{k: image_inputs[k] for k in self.feature_inputs if k in image_inputs},
+                                           return_dict=True)
+
+    def with_image_features(self, image_inputs: dict[str, Tensor], encoded) -> dict:
+        """Body inputs that use `encoded` (transformers' `mm_encoder_outputs`) instead of running the vision
+        tower; inputs the body still needs (grids for rotary positions, token types) are kept."""
+        kept = {k: v for k, v in image_inputs.items() if k != "pixel_values"}
+        return {**kept, "mm_encoder_outputs": {"image": encoded}}
+
     # -- batching --------------------------------------------------------------------------------------
     def collate(self, rows: list[tuple[list[int], dict[str, Tensor], int]], length: int,
                 left_pad: bool = False) -> dict[str, Tensor]:

@@ -161,3 +161,5 @@ def test_an_fsdp_checkpoint_resumes_on_another_world_size(shared, tmp_path):
     assert len(losses("moved")) == 4
     assert losses("moved") == pytest.approx(losses("whole"), abs=1e-5)
     assert len(set(losses("whole"))) > 1
+    config = json.loads((tmp_path / "moved" / "train_config.json").read_text())
+    assert config["fsdp"] and config["world_size"] == 1 and config["image_features_once"]  # LoRA: images once

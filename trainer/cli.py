@@ -53,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--report-to", nargs="+", default=["none"], help="none, tensorboard, wandb (offline)")
     p.add_argument("--cache-ref", action=argparse.BooleanOptionalAction, default=None,
                    help="reference log-probs once per pair (default: on for presets without the KL)")
+    p.add_argument("--image-features-once", action=argparse.BooleanOptionalAction, default=None,
+                   help="encode each image once per step for every forward (default: on with --lora, frozen vision)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16-mixed"])
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers encoding batches (default 0)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed, save_every=args.save_every, keep_checkpoints=args.keep_checkpoints, resume=args.resume,
         lora=args.lora, lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
         rslora=args.rslora, gradient_checkpointing=args.gradient_checkpointing, fsdp=args.fsdp, logps_chunk=args.logps_chunk,
-        report_to=tuple(args.report_to), teacher=args.teacher, medalign_layer=args.medalign_layer, cache_ref=args.cache_ref, precision=args.precision,
+        report_to=tuple(args.report_to), teacher=args.teacher, medalign_layer=args.medalign_layer, cache_ref=args.cache_ref, image_features_once=args.image_features_once, precision=args.precision,
         device=args.device, num_workers=args.workers, progress=not args.no_progress, beta=args.beta, gamma=args.gamma,
         lambda_=args.lambda_, alpha=args.alpha,
     )

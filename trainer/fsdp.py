@@ -53,6 +53,12 @@ class ShardedBody(nn.Module):
 
         return unwrap(self.model).model(**inputs)
 
+    def get_image_features(self, **inputs):
+        """The body's image encoder (trainer/features.py), with the root's parameters gathered first."""
+        from trainer.logps import unwrap
+
+        return unwrap(self.model).model.get_image_features(**inputs)
+
 
 def decoder_layers(model: nn.Module) -> list[nn.Module]:
     """The language model's decoder layers (transformers' `_no_split_modules` classes outside the vision
@@ -71,7 +77,7 @@ def shard(model: nn.Module, mixed_bf16: bool = False) -> ShardedBody:
     """Apply FSDP2 in place: each decoder layer, then the root. `model` keeps working as before (PEFT's
     `disable_adapter`, `save_pretrained` with a gathered state dict); the body is reached through the
     returned root, which `trainer.logps.body_of` finds on the base model."""
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 
     from trainer.logps import unwrap
 
@@ -82,6 +88,7 @@ def shard(model: nn.Module, mixed_bf16: bool = False) -> ShardedBody:
         fully_shard(layer, **kwargs)
     root = ShardedBody(model)
     fully_shard(root, reshard_after_forward=False, **kwargs)
+    register_fsdp_forward_method(root, "get_image_features")
     # the body's output holds views; nothing here changes them in place (the trainer only gathers from them)
     warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view tensor")
     root.set_reduce_scatter_unused_params(True)

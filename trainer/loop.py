@@ -33,6 +33,7 @@ from trainer.data import (
 )
 from trainer.checkpoint import latest_checkpoint, load_checkpoint_weights, load_trainer_state, save_checkpoint, save_model
 from trainer.distributed import World, average_gradients, average_metrics, barrier, clip_grad_norm, init_world
+from trainer.features import SharedImageFeatures, shares_image_features
 from trainer.fsdp import any_rank, fsdp_requested, shard
 from trainer.logps import DEFAULT_CHUNK, body_of, chunked_kl, chunked_logps, head_of, response_hidden, unwrap
 from trainer.losses import preference_loss
@@ -75,6 +76,7 @@ class TrainConfig:
     teacher: Path | None = None  # MedAlign presets: a local CLIP-style vision model folder
     medalign_layer: int | None = None  # policy layer whose visual tokens are aligned (default: the middle one)
     cache_ref: bool | None = None  # None: on for presets without the KL (reference log-probs once per pair)
+    image_features_once: bool | None = None  # None: on when the vision tower is frozen and shared (LoRA)
     max_length: int | None = None
     precision: str = "auto"  # auto | fp32 | bf16-mixed
     device: str | None = None
@@ -97,13 +99,15 @@ def idle_forward(model, batch: PairBatch) -> Tensor:
 def preference_step(
     policy, reference: Reference, batch: PairBatch, preset: Preset, cache: RefLogpsCache | None = None,
     chunk: int = DEFAULT_CHUNK, agree: Callable[[bool], bool] | None = None,
+    features: SharedImageFeatures | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """Per-pair losses [B] and metrics of one batch: the forwards that feed `preference_loss`.
 
     Log-probs come from hidden states in chunks over response tokens (trainer/logps.py); the reference
     runs under no_grad, and not at all for a pair whose log-probs are cached and no KL is needed.
     `agree(flag)`: under FSDP, true on every process when true on one (trainer/fsdp.py), so all processes
-    run the same forwards; the identity otherwise.
+    run the same forwards; the identity otherwise. `features` (a frozen vision tower, trainer/features.py):
+    each image is encoded once and its features reused by every forward of the step.
     """
     agree = agree or (lambda flag: flag)
     idle = None
@@ -111,15 +115,16 @@ def preference_step(
     mask = batch.edit_mask if preset.use_edit_masks else batch.response_mask
     resp_len = batch.labels.shape[1]
     head = head_of(policy)
+    clean = features.inputs(body_of(policy), batch.image_inputs, 2 * n) if features else None
 
     # Clean images: policy and reference log-probs of every response token (chosen rows, then rejected).
-    hidden = response_hidden(policy, batch)
+    hidden = response_hidden(policy, batch, None, clean)
     logps = chunked_logps(head, hidden, batch.labels, batch.response_mask, chunk)
     ref_logps = cache.lookup(batch.pair_ids, "clean", resp_len, logps.device) if cache else None
     kl_forward = kl_reverse = None
     if agree(ref_logps is None) or preset.needs_kl:
         with reference.active() as ref:
-            ref_hidden = response_hidden(ref, batch)
+            ref_hidden = response_hidden(ref, batch, None, clean)
             ref_head = head_of(ref)
             ref_logps = chunked_logps(ref_head, ref_hidden, batch.labels, batch.response_mask, chunk)
         if cache is not None:
@@ -143,13 +148,14 @@ def preference_step(
         idx = batch.corrupt_pairs
         rows = torch.cat([idx, idx + n])
         labels, resp_mask = batch.labels[rows], batch.response_mask[rows]
-        pol = chunked_logps(head, response_hidden(policy, batch, rows, batch.corrupt_inputs), labels, resp_mask,
-                            chunk)
+        corrupt_inputs = features.inputs(body_of(policy), batch.corrupt_inputs, len(rows)) if features \
+            else batch.corrupt_inputs
+        pol = chunked_logps(head, response_hidden(policy, batch, rows, corrupt_inputs), labels, resp_mask, chunk)
         ids = [batch.pair_ids[i] for i in idx.tolist()]
         ref = cache.lookup(ids, "corrupt", resp_len, pol.device) if cache else None
         if agree(ref is None):
             with reference.active() as ref_model:
-                ref = chunked_logps(head_of(ref_model), response_hidden(ref_model, batch, rows, batch.corrupt_inputs),
+                ref = chunked_logps(head_of(ref_model), response_hidden(ref_model, batch, rows, corrupt_inputs),
                                     labels, resp_mask, chunk)
             if cache is not None:
                 cache.store(ids, "corrupt", ref, resp_mask)
@@ -275,6 +281,11 @@ def train(cfg: TrainConfig) -> Path:
     # 4. Optimiser and schedule.
     trainable = [p for p in policy.parameters() if p.requires_grad]  # under FSDP: this process's shards
     agree = (lambda flag: any_rank(flag, world)) if root is not None else None
+    features_once = shares_image_features(adapter, policy, reference)
+    if cfg.image_features_once and not features_once:
+        raise ValueError(f"--image-features-once: not exact here ({adapter.name}: needs a family that takes "
+                         "precomputed image features and --lora with the vision tower frozen)")
+    features_once = features_once if cfg.image_features_once is None else cfg.image_features_once
     if medalign is not None:
         trainable.append(medalign.projection)
     optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=cfg.weight_decay)
@@ -298,7 +309,8 @@ def train(cfg: TrainConfig) -> Path:
         metrics_path.write_text("".join(ln + "\n" for ln in kept))
         resolved = {**{k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
                     "model_path": str(model_path), "adapter": adapter.name, "lr": lr, "precision": precision,
-                    "device": str(device), "world_size": world.size, "fsdp": fsdp, "preset_values": asdict(preset),
+                    "device": str(device), "world_size": world.size, "fsdp": fsdp,
+                    "image_features_once": features_once, "preset_values": asdict(preset),
                     "shard_tokenizer": shard_tok, "pairs": len(shards)}
         (run_dir / "train_config.json").write_text(json.dumps(resolved, indent=2))
         trackers = Trackers(reporters, run_dir, resolved)
@@ -329,8 +341,9 @@ def train(cfg: TrainConfig) -> Path:
                     if preset.sft:
                         losses, metrics = sft_step(policy, adapter, batch, cfg.logps_chunk)
                     else:
-                        losses, metrics = preference_step(policy, reference, batch, preset, cache, cfg.logps_chunk,
-                                                          agree=agree)
+                        losses, metrics = preference_step(
+                            policy, reference, batch, preset, cache, cfg.logps_chunk, agree=agree,
+                            features=SharedImageFeatures(adapter) if features_once else None)
                     if medalign is not None:
                         terms, extra = medalign(policy, batch)
                         losses = losses + terms
