@@ -123,6 +123,18 @@ class ModelAdapter:
         bos = self.tokenizer.bos_token_id
         return [bos] + ids if self.adds_bos and (not ids or ids[0] != bos) else ids
 
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """Token ids of a rendered prompt with one unexpanded placeholder per image and BOS as the trainer
+        puts it: what an engine that expands placeholders itself (vLLM) takes as `prompt_token_ids`, so it
+        samples from the prompt the trainer scores (tests/test_vllm_prompts.py)."""
+        return self.with_bos(self.tokenizer(prompt, add_special_tokens=False).input_ids)
+
+    def needs_added_bos(self, prompt: str) -> bool:
+        """Whether the tokenizer must add BOS to this rendered prompt (the chat template did not write it):
+        for a chat server that renders the template itself (vLLM's `add_special_tokens`)."""
+        bos = self.tokenizer.bos_token
+        return self.adds_bos and not (bos and prompt.startswith(bos))
+
     # -- encoding one example --------------------------------------------------------------------------
     def encode_prompt(self, prompt: str, images: list) -> tuple[list[int], dict[str, Tensor]]:
         """Token ids of a rendered prompt (image placeholders expanded, BOS once) and its extra inputs,
