@@ -93,6 +93,8 @@ def test_features_once_equal_the_plain_path_and_encode_each_image_once(family, m
         losses.mean().backward()
         grads = {k: p.grad.clone() for k, p in policy.named_parameters() if p.grad is not None}
         got[mode] = (losses.detach(), grads, sum(seen), metrics)
+    print(f"{family}: vision tower encodings per step {got['plain'][2]} plain, {got['once'][2]} once per image; "
+          f"max loss diff {float((got['once'][0] - got['plain'][0]).abs().max()):.1e}")
     # plain: clean and corrupted images, each for chosen and rejected rows, policy and reference = 4x
     assert got["plain"][2] == 4 * (n_images + n_corrupt)
     assert got["once"][2] == n_images + n_corrupt  # once per image per step

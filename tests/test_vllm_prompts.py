@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import sys
 import types
-from pathlib import Path
 
 import pytest
 
@@ -127,7 +126,7 @@ def test_vllm_engine_requests_are_the_trainers_prompt(family, tiny_models, shard
     out = sampler.sample([s for s, _, _ in got], 2, seed=1)
     assert out == [["answer 0", "answer 1"]] * len(got) and not sampler.errors
     assert len(llm.requests) == len(got)
-    for request, (sample, images, trainer_ids) in zip(llm.requests, got, strict=True):
+    for request, (_, images, trainer_ids) in zip(llm.requests, got, strict=True):
         assert len(request.get("multi_modal_data", {}).get("image", [])) == len(images)
         check_parity(family, sampler.adapter, request["prompt_token_ids"], images, trainer_ids)
 

@@ -23,6 +23,13 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
+from trainer.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint_weights,
+    load_trainer_state,
+    save_checkpoint,
+    save_model,
+)
 from trainer.data import (
     BatchStream,
     PairBatch,
@@ -31,7 +38,6 @@ from trainer.data import (
     read_manifest_tokenizer,
     shard_files,
 )
-from trainer.checkpoint import latest_checkpoint, load_checkpoint_weights, load_trainer_state, save_checkpoint, save_model
 from trainer.distributed import World, average_gradients, average_metrics, barrier, clip_grad_norm, init_world
 from trainer.features import SharedImageFeatures, shares_image_features
 from trainer.fsdp import any_rank, fsdp_requested, shard
