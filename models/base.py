@@ -123,6 +123,18 @@ class ModelAdapter:
         bos = self.tokenizer.bos_token_id
         return [bos] + ids if self.adds_bos and (not ids or ids[0] != bos) else ids
 
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """Token ids of a rendered prompt with one unexpanded placeholder per image and BOS as the trainer
+        puts it: what an engine that expands placeholders itself (vLLM) takes as `prompt_token_ids`, so it
+        samples from the prompt the trainer scores (tests/test_vllm_prompts.py)."""
+        return self.with_bos(self.tokenizer(prompt, add_special_tokens=False).input_ids)
+
+    def needs_added_bos(self, prompt: str) -> bool:
+        """Whether the tokenizer must add BOS to this rendered prompt (the chat template did not write it):
+        for a chat server that renders the template itself (vLLM's `add_special_tokens`)."""
+        bos = self.tokenizer.bos_token
+        return self.adds_bos and not (bos and prompt.startswith(bos))
+
     # -- encoding one example --------------------------------------------------------------------------
     def encode_prompt(self, prompt: str, images: list) -> tuple[list[int], dict[str, Tensor]]:
         """Token ids of a rendered prompt (image placeholders expanded, BOS once) and its extra inputs,
@@ -158,6 +170,29 @@ class ModelAdapter:
         """The id of the expanded image tokens (the soft tokens the visual features replace)."""
         token = getattr(self.tokenizer, "image_token", None) or self.image_token
         return self.tokenizer.convert_tokens_to_ids(token)
+
+    # -- image features once (frozen vision tower) ----------------------------------------------------
+    # The inputs the body's `get_image_features` takes; empty: this family scores with the plain path.
+    feature_inputs: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def encodes_images(self) -> bool:
+        """True when the body can take precomputed image features (`mm_encoder_outputs`)."""
+        return bool(self.feature_inputs)
+
+    def encode_images(self, body, image_inputs: dict[str, Tensor]):
+        """The body's image-encoder output (vision tower + projector) for `image_inputs`, under no_grad:
+        with a frozen vision tower it is the same for chosen, rejected and the reference, so it is computed
+        once and handed to each forward by `with_image_features`."""
+        with torch.no_grad():
+            return body.get_image_features(**{k: image_inputs[k] for k in self.feature_inputs if k in image_inputs},
+                                           return_dict=True)
+
+    def with_image_features(self, image_inputs: dict[str, Tensor], encoded) -> dict:
+        """Body inputs that use `encoded` (transformers' `mm_encoder_outputs`) instead of running the vision
+        tower; inputs the body still needs (grids for rotary positions, token types) are kept."""
+        kept = {k: v for k, v in image_inputs.items() if k != "pixel_values"}
+        return {**kept, "mm_encoder_outputs": {"image": encoded}}
 
     # -- batching --------------------------------------------------------------------------------------
     def collate(self, rows: list[tuple[list[int], dict[str, Tensor], int]], length: int,

@@ -14,6 +14,11 @@ class LlavaAdapter(ModelAdapter):
     name = "llava"
     model_types = ("llava", "llava_next", "llava_onevision")
 
+    def __init__(self, model_dir, processor=None):
+        super().__init__(model_dir, processor)
+        # LLaVA-1.5 takes precomputed image features; NeXT / OneVision pack tiles after the encoder (plain path)
+        self.feature_inputs = ("pixel_values", "image_sizes") if self.config.get("model_type") == "llava" else ()
+
     def image_grids(self, extra, ids):
         if self.config.get("model_type") != "llava":
             raise AdapterError(f"model {self.model_dir} ({self.config.get('model_type')}): tiled images have no "

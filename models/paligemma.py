@@ -24,6 +24,11 @@ class PaliGemmaAdapter(ModelAdapter):
     def prompt_builder(self, system: str | None = None):
         return None
 
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """BOS, the text and its newline; vLLM's PaliGemma processor puts the image tokens before BOS, as
+        `encode_prompt` has them."""
+        return [self.tokenizer.bos_token_id, *self.tokenizer(prompt, add_special_tokens=False).input_ids]
+
     def encode_prompt(self, prompt: str, images: list):
         tok = self.tokenizer
         if not images:

@@ -44,6 +44,7 @@ class QwenVLAdapter(ModelAdapter):
     name = "qwen-vl"
     model_types = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
     token_inputs = {"mm_token_type_ids": 0}
+    feature_inputs = ("pixel_values", "image_grid_thw")  # Qwen3-VL's output also carries deepstack features
 
     def load_processor(self):
         from transformers import AutoTokenizer, Qwen2VLImageProcessorPil

@@ -82,14 +82,21 @@ def check(sampler, samples, n: int, max_new_tokens: int) -> list[str]:
         failures.append("a different seed gave the same responses")
     if sampler.errors:
         failures.append(f"prompt errors: {sampler.errors}")
+    # the prompt vLLM ran is the one the trainer scores (the adapter's encoding, BOS included)
+    ran = sampler.llm.generate([sampler.request(s, []) for s in samples[:3]], [sampler.sampling_params(1, 0)] * 3,
+                               use_tqdm=False)
+    trainer = [sampler.adapter.encode_prompt(sampler.render(s), [])[0] for s in samples[:3]]
+    if [list(o.prompt_token_ids) for o in ran] != trainer:
+        failures.append("vLLM's prompt token ids differ from the trainer's")
     prov = sampler.provenance(samples[0].sample_id, 7)
     for key in ("sampler", "model", "sampling", "prompt_template_sha256", "sample_seed"):
         if not prov.get(key):
             failures.append(f"provenance lacks {key!r}")
-    tokens = sum(len(sampler.prompts.tokenizer(r, add_special_tokens=False).input_ids) for rs in out for r in rs)
+    tokens = sum(len(sampler.adapter.tokenizer(r, add_special_tokens=False).input_ids) for rs in out for r in rs)
     print(f"{len(samples)} samples x n={n} x <= {max_new_tokens} tokens in {t_sample:.2f} s "
           f"({tokens} tokens, {tokens / max(t_sample, 1e-9):.0f} tokens/s)")
-    print(f"prompt[0]: {sampler.prompts.render(samples[0])!r}")
+    print(f"prompt[0]: {sampler.render(samples[0])!r} = trainer's ids {trainer[0][:8]}... (BOS first: "
+          f"{trainer[0][0] == sampler.adapter.tokenizer.bos_token_id})")
     print(f"response[0][0]: {out[0][0]!r}" if out and out[0] else "no responses")
     print(f"provenance: {json.dumps(prov)}")
     return failures

@@ -45,12 +45,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lora-dropout", type=float, default=0.0, help="LoRA dropout (FiRe-MPO: 0.05)")
     p.add_argument("--rslora", action="store_true", help="rank-stabilised LoRA scaling alpha/sqrt(r)")
     p.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward")
+    p.add_argument("--fsdp", action="store_true",
+                   help="shard parameters, gradients, optimiser state over processes (FSDP2; docs/TRAINING.md)")
     p.add_argument("--logps-chunk", type=int, default=1024, help="response tokens per output-head chunk")
     p.add_argument("--teacher", type=Path, default=None, help="MedAlign presets: local CLIP vision model folder")
     p.add_argument("--medalign-layer", type=int, default=None, help="policy layer aligned (default: middle)")
     p.add_argument("--report-to", nargs="+", default=["none"], help="none, tensorboard, wandb (offline)")
     p.add_argument("--cache-ref", action=argparse.BooleanOptionalAction, default=None,
                    help="reference log-probs once per pair (default: on for presets without the KL)")
+    p.add_argument("--image-features-once", action=argparse.BooleanOptionalAction, default=None,
+                   help="encode each image once per step for every forward (default: on with --lora, frozen vision)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16-mixed"])
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers encoding batches (default 0)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
@@ -80,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm, max_length=args.max_length,
         seed=args.seed, save_every=args.save_every, keep_checkpoints=args.keep_checkpoints, resume=args.resume,
         lora=args.lora, lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-        rslora=args.rslora, gradient_checkpointing=args.gradient_checkpointing, logps_chunk=args.logps_chunk,
-        report_to=tuple(args.report_to), teacher=args.teacher, medalign_layer=args.medalign_layer, cache_ref=args.cache_ref, precision=args.precision,
+        rslora=args.rslora, gradient_checkpointing=args.gradient_checkpointing, fsdp=args.fsdp, logps_chunk=args.logps_chunk,
+        report_to=tuple(args.report_to), teacher=args.teacher, medalign_layer=args.medalign_layer, cache_ref=args.cache_ref, image_features_once=args.image_features_once, precision=args.precision,
         device=args.device, num_workers=args.workers, progress=not args.no_progress, beta=args.beta, gamma=args.gamma,
         lambda_=args.lambda_, alpha=args.alpha,
     )

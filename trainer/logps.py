@@ -46,6 +46,13 @@ def unwrap(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
+def body_of(model):
+    """The callable that runs the model body: the FSDP root when the model is sharded (trainer/fsdp.py), so
+    its parameters are gathered first; `model.model` otherwise."""
+    base = unwrap(model)
+    return base.__dict__.get("_fsdp_root") or base.model
+
+
 def head_of(model) -> Head:
     base = unwrap(model)
     text = base.config.get_text_config() if hasattr(base.config, "get_text_config") else base.config
@@ -62,7 +69,7 @@ def response_hidden(model, batch: PairBatch, rows: Tensor | None = None, image_i
     if rows is not None:
         input_ids, attention_mask, label_pos = input_ids[rows], attention_mask[rows], label_pos[rows]
     image_inputs = batch.image_inputs if image_inputs is None else image_inputs
-    body = unwrap(model).model
+    body = body_of(model)
     out = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **image_inputs)
     hidden = out.last_hidden_state
     index = (label_pos - 1).unsqueeze(-1).expand(-1, -1, hidden.shape[-1])

@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import random
-import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,6 +23,13 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
+from trainer.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint_weights,
+    load_trainer_state,
+    save_checkpoint,
+    save_model,
+)
 from trainer.data import (
     BatchStream,
     PairBatch,
@@ -31,10 +38,12 @@ from trainer.data import (
     read_manifest_tokenizer,
     shard_files,
 )
-from trainer.distributed import World, average_gradients, average_metrics, barrier, init_world
-from trainer.logps import DEFAULT_CHUNK, chunked_kl, chunked_logps, head_of, response_hidden, unwrap
+from trainer.distributed import World, average_gradients, average_metrics, barrier, clip_grad_norm, init_world
+from trainer.features import SharedImageFeatures, shares_image_features
+from trainer.fsdp import any_rank, fsdp_requested, shard
+from trainer.logps import DEFAULT_CHUNK, body_of, chunked_kl, chunked_logps, head_of, response_hidden, unwrap
 from trainer.losses import preference_loss
-from trainer.model import Reference, RefLogpsCache, add_lora, load_policy, save_pretrained
+from trainer.model import Reference, RefLogpsCache, add_lora, load_policy
 from trainer.presets import Preset, get_preset
 from trainer.tracking import Trackers, check_report_to
 
@@ -67,11 +76,13 @@ class TrainConfig:
     lora_dropout: float = 0.0
     rslora: bool = False
     gradient_checkpointing: bool = False
+    fsdp: bool = False  # shard parameters, gradients and optimiser state (trainer/fsdp.py); also via accelerate
     logps_chunk: int = DEFAULT_CHUNK  # response tokens per chunk of the output head
     report_to: tuple[str, ...] = ()  # tensorboard, wandb (offline)
     teacher: Path | None = None  # MedAlign presets: a local CLIP-style vision model folder
     medalign_layer: int | None = None  # policy layer whose visual tokens are aligned (default: the middle one)
     cache_ref: bool | None = None  # None: on for presets without the KL (reference log-probs once per pair)
+    image_features_once: bool | None = None  # None: on when the vision tower is frozen and shared (LoRA)
     max_length: int | None = None
     precision: str = "auto"  # auto | fp32 | bf16-mixed
     device: str | None = None
@@ -83,28 +94,43 @@ class TrainConfig:
     alpha: float | None = None
 
 
+def idle_forward(model, batch: PairBatch) -> Tensor:
+    """A one-token forward whose value is 0: under FSDP a process with nothing to run here still makes the
+    all-gathers (and, through the 0-weighted loss, the reduce-scatters) the other processes make."""
+    out = body_of(model)(input_ids=batch.input_ids[:1, :1], attention_mask=batch.attention_mask[:1, :1],
+                         use_cache=False)
+    return out.last_hidden_state.sum() * 0.0
+
+
 def preference_step(
     policy, reference: Reference, batch: PairBatch, preset: Preset, cache: RefLogpsCache | None = None,
-    chunk: int = DEFAULT_CHUNK,
+    chunk: int = DEFAULT_CHUNK, agree: Callable[[bool], bool] | None = None,
+    features: SharedImageFeatures | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """Per-pair losses [B] and metrics of one batch: the forwards that feed `preference_loss`.
 
     Log-probs come from hidden states in chunks over response tokens (trainer/logps.py); the reference
     runs under no_grad, and not at all for a pair whose log-probs are cached and no KL is needed.
+    `agree(flag)`: under FSDP, true on every process when true on one (trainer/fsdp.py), so all processes
+    run the same forwards; the identity otherwise. `features` (a frozen vision tower, trainer/features.py):
+    each image is encoded once and its features reused by every forward of the step.
     """
+    agree = agree or (lambda flag: flag)
+    idle = None
     n = batch.num_pairs
     mask = batch.edit_mask if preset.use_edit_masks else batch.response_mask
     resp_len = batch.labels.shape[1]
     head = head_of(policy)
+    clean = features.inputs(body_of(policy), batch.image_inputs, 2 * n) if features else None
 
     # Clean images: policy and reference log-probs of every response token (chosen rows, then rejected).
-    hidden = response_hidden(policy, batch)
+    hidden = response_hidden(policy, batch, None, clean)
     logps = chunked_logps(head, hidden, batch.labels, batch.response_mask, chunk)
     ref_logps = cache.lookup(batch.pair_ids, "clean", resp_len, logps.device) if cache else None
     kl_forward = kl_reverse = None
-    if ref_logps is None or preset.needs_kl:
+    if agree(ref_logps is None) or preset.needs_kl:
         with reference.active() as ref:
-            ref_hidden = response_hidden(ref, batch)
+            ref_hidden = response_hidden(ref, batch, None, clean)
             ref_head = head_of(ref)
             ref_logps = chunked_logps(ref_head, ref_hidden, batch.labels, batch.response_mask, chunk)
         if cache is not None:
@@ -118,17 +144,24 @@ def preference_step(
     # Corrupted images: the same texts again, for the pairs that have a corrupted image.
     corrupt: dict[str, Tensor] = {}
     visual_mask = None
-    if preset.needs_corrupt and len(batch.corrupt_pairs):
+    has_corrupt = preset.needs_corrupt and len(batch.corrupt_pairs) > 0
+    if preset.needs_corrupt and agree(has_corrupt) and not has_corrupt:  # others score corrupted images
+        idle = idle_forward(policy, batch)
+        if agree(False):
+            with reference.active() as ref_model:
+                idle_forward(ref_model, batch)
+    if has_corrupt:
         idx = batch.corrupt_pairs
         rows = torch.cat([idx, idx + n])
         labels, resp_mask = batch.labels[rows], batch.response_mask[rows]
-        pol = chunked_logps(head, response_hidden(policy, batch, rows, batch.corrupt_inputs), labels, resp_mask,
-                            chunk)
+        corrupt_inputs = features.inputs(body_of(policy), batch.corrupt_inputs, len(rows)) if features \
+            else batch.corrupt_inputs
+        pol = chunked_logps(head, response_hidden(policy, batch, rows, corrupt_inputs), labels, resp_mask, chunk)
         ids = [batch.pair_ids[i] for i in idx.tolist()]
         ref = cache.lookup(ids, "corrupt", resp_len, pol.device) if cache else None
-        if ref is None:
+        if agree(ref is None):
             with reference.active() as ref_model:
-                ref = chunked_logps(head_of(ref_model), response_hidden(ref_model, batch, rows, batch.corrupt_inputs),
+                ref = chunked_logps(head_of(ref_model), response_hidden(ref_model, batch, rows, corrupt_inputs),
                                     labels, resp_mask, chunk)
             if cache is not None:
                 cache.store(ids, "corrupt", ref, resp_mask)
@@ -138,11 +171,12 @@ def preference_step(
             corrupt[f"{name}_chosen_corrupt"], corrupt[f"{name}_rejected_corrupt"] = full[:n], full[n:]
         visual_mask = torch.zeros(n, device=pol.device).index_fill(0, idx, 1.0)
 
-    return preference_loss(
+    losses, metrics = preference_loss(
         logps[:n], logps[n:], ref_logps[:n], ref_logps[n:], mask[:n], mask[n:],
         **corrupt, kl_forward=kl_forward, kl_reverse=kl_reverse, visual_mask=visual_mask,
         **preset.loss_kwargs(),
     )
+    return (losses if idle is None else losses + idle), metrics
 
 
 def sft_step(policy, adapter, batch: PairBatch, chunk: int = DEFAULT_CHUNK) -> tuple[Tensor, dict[str, float]]:
@@ -156,43 +190,6 @@ def sft_step(policy, adapter, batch: PairBatch, chunk: int = DEFAULT_CHUNK) -> t
     losses = -(logps * mask).sum(-1) / mask.sum(-1).clamp(min=1)
     mean = float(losses.detach().mean())
     return losses, {"loss": mean, "nll": mean}
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    found = sorted((run_dir / "checkpoints").glob("step-*/trainer_state.pt"))
-    return found[-1].parent if found else None
-
-
-def save_checkpoint(run_dir: Path, step: int, policy, adapter, optimizer, scheduler, keep: int,
-                    extra: dict | None = None) -> Path:
-    """checkpoints/step-NNNNNN/: the model (save_pretrained) and trainer_state.pt; state written last."""
-    ckpt = run_dir / "checkpoints" / f"step-{step:06d}"
-    save_pretrained(policy, adapter, ckpt)
-    state = {
-        "step": step,
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
-        **(extra or {}),
-    }
-    torch.save(state, ckpt / "trainer_state.pt.tmp")
-    (ckpt / "trainer_state.pt.tmp").rename(ckpt / "trainer_state.pt")
-    old = sorted((run_dir / "checkpoints").glob("step-*"))[:-keep] if keep > 0 else []
-    for path in old:
-        shutil.rmtree(path)
-    return ckpt
-
-
-def load_checkpoint_weights(policy, adapter, ckpt: Path) -> None:
-    """Put the weights saved in a checkpoint back into the policy (built from the original model)."""
-    if hasattr(policy, "peft_config"):
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        set_peft_model_state_dict(policy, load_file(str(ckpt / "adapter_model.safetensors")))
-        return
-    saved = adapter.load_model(dtype=torch.float32, path=ckpt)
-    policy.load_state_dict(saved.state_dict())
 
 
 def build_default_model(run_dir: Path, seed: int, world: World) -> Path:
@@ -222,10 +219,14 @@ def train(cfg: TrainConfig) -> Path:
         raise FileNotFoundError(f"--model {cfg.model}: not a model folder (no config.json)")
     reporters = check_report_to(list(cfg.report_to))
     preset = get_preset(cfg.preset, beta=cfg.beta, gamma=cfg.gamma, lambda_=cfg.lambda_, alpha=cfg.alpha)
+    fsdp = fsdp_requested(cfg.fsdp)
+    if fsdp and preset.medalign:
+        raise ValueError(f"preset {preset.name}: MedAlign's terms are not supported under FSDP yet (their "
+                         "teacher and projection are not sharded); use a DDP launch")
 
     # 1. Device, processes and precision.
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    world = init_world(device.type)
+    world = init_world(device.type, group=fsdp)
     if device.type == "cuda" and world.size > 1 and cfg.device is None:
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
@@ -249,6 +250,14 @@ def train(cfg: TrainConfig) -> Path:
         policy = add_lora(policy, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout, rslora=cfg.rslora)
     reference = Reference(policy, dtype=ref_dtype)
     policy.train()
+    ckpt = latest_checkpoint(run_dir) if cfg.resume else None
+    if ckpt is not None:  # before FSDP shards the weights; the reference keeps the original ones
+        load_checkpoint_weights(policy, adapter, ckpt)
+    root = None
+    if fsdp:  # parameters sharded over the processes (trainer/fsdp.py); gradients reduced by FSDP
+        root = shard(policy, mixed_bf16=precision == "bf16-mixed")
+        if reference.model is not None:
+            shard(reference.model)
     use_cache = (not preset.needs_kl) if cfg.cache_ref is None else cfg.cache_ref
     cache = RefLogpsCache() if use_cache and not preset.needs_kl else None
     if cfg.cache_ref and cache is None:
@@ -276,7 +285,13 @@ def train(cfg: TrainConfig) -> Path:
     shard_tok = read_manifest_tokenizer(cfg.shards)
 
     # 4. Optimiser and schedule.
-    trainable = [p for p in policy.parameters() if p.requires_grad]
+    trainable = [p for p in policy.parameters() if p.requires_grad]  # under FSDP: this process's shards
+    agree = (lambda flag: any_rank(flag, world)) if root is not None else None
+    features_once = shares_image_features(adapter, policy, reference)
+    if cfg.image_features_once and not features_once:
+        raise ValueError(f"--image-features-once: not exact here ({adapter.name}: needs a family that takes "
+                         "precomputed image features and --lora with the vision tower frozen)")
+    features_once = features_once if cfg.image_features_once is None else cfg.image_features_once
     if medalign is not None:
         trainable.append(medalign.projection)
     optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=cfg.weight_decay)
@@ -285,14 +300,8 @@ def train(cfg: TrainConfig) -> Path:
     # 5. Resume: weights, optimiser, schedule, RNG and the position in the data order.
     start_step = 0
     metrics_path = run_dir / "metrics.jsonl"
-    ckpt = latest_checkpoint(run_dir) if cfg.resume else None
     if ckpt is not None:
-        load_checkpoint_weights(policy, adapter, ckpt)
-        state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        random.setstate(state["rng"]["python"])
+        state = load_trainer_state(ckpt, optimizer, scheduler, root)
         start_step = state["step"]
         if medalign is not None and "medalign" in state:
             medalign.load_state_dict(state["medalign"])
@@ -306,7 +315,8 @@ def train(cfg: TrainConfig) -> Path:
         metrics_path.write_text("".join(ln + "\n" for ln in kept))
         resolved = {**{k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
                     "model_path": str(model_path), "adapter": adapter.name, "lr": lr, "precision": precision,
-                    "device": str(device), "world_size": world.size, "preset_values": asdict(preset),
+                    "device": str(device), "world_size": world.size, "fsdp": fsdp,
+                    "image_features_once": features_once, "preset_values": asdict(preset),
                     "shard_tokenizer": shard_tok, "pairs": len(shards)}
         (run_dir / "train_config.json").write_text(json.dumps(resolved, indent=2))
         trackers = Trackers(reporters, run_dir, resolved)
@@ -337,7 +347,9 @@ def train(cfg: TrainConfig) -> Path:
                     if preset.sft:
                         losses, metrics = sft_step(policy, adapter, batch, cfg.logps_chunk)
                     else:
-                        losses, metrics = preference_step(policy, reference, batch, preset, cache, cfg.logps_chunk)
+                        losses, metrics = preference_step(
+                            policy, reference, batch, preset, cache, cfg.logps_chunk, agree=agree,
+                            features=SharedImageFeatures(adapter) if features_once else None)
                     if medalign is not None:
                         terms, extra = medalign(policy, batch)
                         losses = losses + terms
@@ -345,9 +357,10 @@ def train(cfg: TrainConfig) -> Path:
                 (losses.mean() / cfg.grad_accum).backward()
                 for key, value in metrics.items():
                     totals[key] = totals.get(key, 0.0) + value / cfg.grad_accum
-            average_gradients(trainable, world)
+            if root is None:  # FSDP has reduce-scattered the gradients already
+                average_gradients(trainable, world)
             totals = average_metrics(totals, world)
-            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
+            grad_norm = clip_grad_norm(trainable, cfg.max_grad_norm, sharded=root is not None)
             lr_now = optimizer.param_groups[0]["lr"]
             optimizer.step()
             scheduler.step()
@@ -358,9 +371,9 @@ def train(cfg: TrainConfig) -> Path:
                 metrics_file.flush()
                 trackers.log(record)
             bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record.get('reward_accuracy', 0):.2f}")
-            if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps and world.main:
+            if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
                 save_checkpoint(run_dir, step + 1, policy, adapter, optimizer, scheduler, cfg.keep_checkpoints,
-                                saved_extra())
+                                saved_extra(), root, world)
     finally:
         if metrics_file is not None:
             metrics_file.close()
@@ -368,11 +381,11 @@ def train(cfg: TrainConfig) -> Path:
             trackers.close()
 
     # 7. The final checkpoint (resumable) and the trained model, written by the main process.
+    if cfg.steps > start_step:
+        save_checkpoint(run_dir, cfg.steps, policy, adapter, optimizer, scheduler, cfg.keep_checkpoints,
+                        saved_extra(), root, world)
+    save_model(policy, adapter, run_dir / "final", root, world)
     if world.main:
-        if cfg.steps > start_step:
-            save_checkpoint(run_dir, cfg.steps, policy, adapter, optimizer, scheduler, cfg.keep_checkpoints,
-                            saved_extra())
-        save_pretrained(policy, adapter, run_dir / "final")
         if rederived:
             print(f"train-pairs: {rederived} pair encodings re-derived their token masks from the edits "
                   f"(the shard's token ids differ from this model's tokenizer)")

@@ -90,9 +90,10 @@ class Reference:
                 yield self.model
 
 
-def save_pretrained(model, adapter, out_dir: Path) -> None:
+def save_pretrained(model, adapter, out_dir: Path, state_dict: dict | None = None) -> None:
+    """The model (LoRA: its adapter) and the processor; `state_dict`: gathered weights (FSDP)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
+    model.save_pretrained(out_dir, **({"state_dict": state_dict} if state_dict is not None else {}))
     adapter.save_processor(out_dir)
 
 

@@ -1,10 +1,12 @@
 """The vLLM offline backend (``vllm.LLM``): the fast path for sampling on GPUs.
 
 vLLM is an optional extra, imported only when this sampler is built, so CPU installs never need it.
-Prompts come from the same ``PromptBuilder`` as the transformers backend (the model's own chat template
-and processor); images go in as PIL images through ``multi_modal_data``, and vLLM's processor expands
-each placeholder into the model's image tokens. Each sample is one request with ``n`` completions and
-its own seed (derived from the run seed and the sample id), so batching never changes its responses.
+Prompts come from the model's adapter (models/), the one the transformers backend and the trainer use:
+the same chat template, image placeholders and BOS. Each request is the adapter's token ids with one
+placeholder per image (``prompt_token_ids``; vLLM tokenises a text prompt into exactly such ids before
+its processor expands each placeholder into the model's image tokens), the images as PIL images through
+``multi_modal_data``. Each sample is one request with ``n`` completions and its own seed (derived from
+the run seed and the sample id), so batching never changes its responses.
 
 Parallelism is passed through to ``vllm.LLM``: ``tensor_parallel_size`` and ``pipeline_parallel_size``
 split one engine over GPUs. vLLM's offline engine does not run data parallelism in one process (it
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.samplers.base import SamplerError, require_model_dir
-from pipeline.samplers.prompts import PromptBuilder, PromptError, load_sample_images, stop_truncate
+from pipeline.samplers.prompts import PromptError, load_sample_images, stop_truncate, user_text
 from pipeline.samplers.provenance import SamplerProvenance, derive_seed, model_fingerprint
 
 if TYPE_CHECKING:
@@ -87,10 +89,14 @@ class VLLMSampler:
         self.base_dir = base_dir
         self.errors: dict[str, str] = {}
         self.tokens_generated = 0  # running count of sampled tokens (benchmarks, run statistics)
-        try:
-            self.prompts = PromptBuilder.from_pretrained(self.model_dir, system=system)
-        except PromptError as e:
-            raise SamplerError(f"sampler 'vllm': {e}") from e
+        self.system = system
+        from models import get_adapter
+
+        try:  # the trainer scores pairs through the same adapter: one prompt, one tokenisation
+            self.adapter = get_adapter(self.model_dir)
+            self.prompts = self.adapter.prompt_builder(system)  # None for PaliGemma (no chat template)
+        except (PromptError, OSError, ValueError) as e:
+            raise SamplerError(f"sampler 'vllm': {' '.join(str(e).split())}") from e
         self.engine_args: dict[str, Any] = {
             "tensor_parallel_size": int(_setting(tensor_parallel_size, config, "tensor_parallel_size", 1)),
             "pipeline_parallel_size": int(_setting(pipeline_parallel_size, config, "pipeline_parallel_size", 1)),
@@ -98,7 +104,7 @@ class VLLMSampler:
         dp = int(_setting(data_parallel_size, config, "data_parallel_size", 1))
         if dp != 1:
             self.engine_args["data_parallel_size"] = dp
-        if self.prompts.accepts_images:
+        if self.adapter.vision:
             self.engine_args["limit_mm_per_prompt"] = {"image": MAX_IMAGES_PER_PROMPT}
         self.engine_args.update(_setting(engine_args, config, "engine_args", {}) or {})
         if llm is None:
@@ -118,8 +124,9 @@ class VLLMSampler:
             model=model_fingerprint(self.model_dir),
             sampling={"temperature": self.temperature, "top_p": self.top_p,
                       "max_new_tokens": self.max_new_tokens, "stop": self.stop},
-            prompt_template_sha256=self.prompts.template_sha256,
-            extra={"engine_args": {k: v for k, v in self.engine_args.items() if _jsonable(v)}},
+            prompt_template_sha256=self.prompts.template_sha256 if self.prompts else f"adapter:{self.adapter.name}",
+            extra={"engine_args": {k: v for k, v in self.engine_args.items() if _jsonable(v)},
+                   "adapter": self.adapter.name},
         )
 
     def sampling_params(self, n: int, seed: int, temperature: float | None = None, top_p: float | None = None,
@@ -146,15 +153,11 @@ class VLLMSampler:
         for i, s in enumerate(samples):
             try:
                 images = load_sample_images(s, self.base_dir)
-                prompt = self.prompts.render(s)
-            except PromptError as e:
+                requests.append(self.request(s, images))
+            except (PromptError, ValueError) as e:
                 self.errors[s.sample_id] = str(e)
                 log.warning("sampler 'vllm': %s", e)
                 continue
-            request: dict[str, Any] = {"prompt": prompt}
-            if images:
-                request["multi_modal_data"] = {"image": images}
-            requests.append(request)
             params.append(self.sampling_params(n, derive_seed(seed, s.sample_id)))
             slots.append(i)
         out: list[list[str]] = [[] for _ in samples]
@@ -162,14 +165,28 @@ class VLLMSampler:
             out[slot] = responses
         return out
 
+    def render(self, sample: Sample) -> str:
+        """The sample's prompt string, as the adapter renders it for the trainer too."""
+        return self.adapter.render_prompt(user_text(sample), len(sample.images), self.system)
+
+    def request(self, sample: Sample, images: list) -> dict[str, Any]:
+        """One vLLM request: the adapter's prompt ids (placeholders unexpanded, BOS as the trainer has it)
+        and the images."""
+        request: dict[str, Any] = {"prompt_token_ids": self.adapter.prompt_ids(self.render(sample))}
+        if images:
+            request["multi_modal_data"] = {"image": images}
+        return request
+
     def generate(self, requests: list[dict[str, Any]], params: list[Any]) -> list[list[str]]:
-        """Raw vLLM requests (``{"prompt", "multi_modal_data"}``) in, stripped completion texts out."""
+        """Raw vLLM requests (``{"prompt_token_ids" | "prompt", "multi_modal_data"}``) in, stripped
+        completion texts out. A text ``prompt`` gets the tokenizer's special tokens unless it starts with BOS."""
         if not requests:
             return []
-        bos = self.prompts.tokenizer.bos_token
-        add_special = not (bos and requests[0]["prompt"].startswith(bos))
-        outputs = self.llm.generate(requests, params, use_tqdm=False,
-                                    tokenization_kwargs={"add_special_tokens": add_special})
+        kwargs = {}
+        if "prompt" in requests[0]:
+            bos = self.adapter.tokenizer.bos_token
+            kwargs["tokenization_kwargs"] = {"add_special_tokens": not (bos and requests[0]["prompt"].startswith(bos))}
+        outputs = self.llm.generate(requests, params, use_tqdm=False, **kwargs)
         self.tokens_generated += sum(len(c.token_ids) for o in outputs for c in o.outputs)
         stop = self.stop
         return [[stop_truncate(c.text, stop).strip() for c in o.outputs] for o in outputs]

@@ -4,7 +4,11 @@ Why a server: one long-lived vLLM process (data- and tensor-parallel, on the GPU
 pipeline workers, and a worker restart does not reload a 15 GB model. Each sample is one
 ``/v1/chat/completions`` request with ``n`` choices, its images inlined as base64 data URLs (the worker
 and the server need not share a file system), and its own seed. The server applies the model's chat
-template to the same messages ``PromptBuilder`` renders locally.
+template to the same messages ``PromptBuilder`` renders locally. Given the model folder (``model_dir``,
+or a served name that is a local folder, as ``vllm serve /path`` names it), the client asks through the
+model's adapter (models/) for what the trainer scores: the user text cleaned of stray placeholders and
+``add_special_tokens`` set when the tokenizer, not the template, writes BOS (vLLM's chat endpoint adds no
+special tokens by default).
 
 Failures: connection resets, timeouts, HTTP 429 and 5xx are transient and retried with backoff, then
 raised as ``TransientSamplerError`` (the run can be resumed); a request the server refuses as invalid
@@ -123,6 +127,7 @@ class VLLMServerSampler:
         backoff: float = 0.5,
         base_dir: str | Path | None = None,
         system: str | None = None,
+        model_dir: str | Path | None = None,
     ):
         url = server_url or getattr(config, "server_url", None) or os.environ.get(URL_ENV) or DEFAULT_URL
         self.url = url.rstrip("/").removesuffix("/v1")
@@ -142,6 +147,7 @@ class VLLMServerSampler:
         direct = host.startswith(_LOOPBACK)
         self._opener = urllib.request.build_opener(*([urllib.request.ProxyHandler({})] if direct else []))
         self.model = self._resolve_model(model if model is not None else getattr(config, "model", None))
+        self.adapter = self._load_adapter(model_dir if model_dir is not None else self.model)
         self._provenance = SamplerProvenance(
             sampler=self.name,
             backend="openai-http",
@@ -150,8 +156,19 @@ class VLLMServerSampler:
                       "max_new_tokens": self.max_new_tokens, "stop": self.stop},
             # The server owns the chat template; what the client controls is the message layout.
             prompt_template_sha256=sha256_text(json.dumps([MESSAGE_LAYOUT, DEFAULT_PROMPTS, system], sort_keys=True)),
-            extra={"concurrency": self.concurrency},
+            extra={"concurrency": self.concurrency, "adapter": self.adapter.name if self.adapter else None},
         )
+
+    def _load_adapter(self, model_dir: str | Path | None):
+        """The model's adapter when its folder is here (None otherwise: the server's template and BOS rule)."""
+        if model_dir is None or not (Path(model_dir) / "config.json").is_file():
+            return None
+        from models import get_adapter
+
+        try:
+            return get_adapter(model_dir)
+        except ValueError as e:
+            raise SamplerError(f"sampler 'vllm-server': {' '.join(str(e).split())}") from e
 
     # -- set-up ----------------------------------------------------------------------------------------
     def _resolve_model(self, wanted: str | None) -> str:
@@ -221,13 +238,17 @@ class VLLMServerSampler:
             except ImageLoadError as e:
                 raise ImageLoadError(f"sample {sample.sample_id!r}: field 'images[{i}]': {e}") from None
             parts.append({"type": "image_url", "image_url": {"url": url}})
-        parts.append({"type": "text", "text": user_text(sample)})
+        text = self.adapter.clean_prompt(user_text(sample)) if self.adapter else user_text(sample)
+        parts.append({"type": "text", "text": text})
         messages = ([{"role": "system", "content": self.system}] if self.system else []) + [
             {"role": "user", "content": parts}]
         body: dict[str, Any] = {
             "model": self.model, "messages": messages, "n": n, "temperature": self.temperature,
             "top_p": self.top_p, "max_tokens": self.max_new_tokens, "seed": derive_seed(seed, sample.sample_id),
         }
+        if self.adapter is not None:  # vLLM's extra parameter; absent, the server adds no special tokens
+            body["add_special_tokens"] = self.adapter.needs_added_bos(
+                self.adapter.render_prompt(text, len(sample.images), self.system))
         if self.stop:
             body["stop"] = self.stop
         return body
