@@ -71,7 +71,7 @@ class LLMEditorConfig(_Section):
 
 
 class TextConfig(_Section):
-    """How the text side of a pair is made (read by ``pipeline.text_pairs.TextPairMaker``)."""
+    """How the text side of a pair is made (read by ``editors.text_pairs.TextPairMaker``)."""
 
     extractor: str = "rules"
     lexicon: str | None = None  # a lexicon YAML or a CheXpert-style phrase folder; None: the shipped one

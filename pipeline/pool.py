@@ -23,9 +23,9 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from clinical.metrics import word_edit_ratio
 from pipeline.config import PipelineConfig
 from pipeline.manifest_reader import ManifestItem
-from pipeline.metrics import word_edit_ratio
 from pipeline.writer import EDIT_RATIO_ATTR, SampleResult
 
 Processed = tuple[list[ManifestItem], list[SampleResult], Counter, Counter]

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.report import (
+from report.html import (
     ReportError,
     ReportOptions,
     build_cards,

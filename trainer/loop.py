@@ -197,7 +197,7 @@ def load_checkpoint_weights(policy, adapter, ckpt: Path) -> None:
 
 def build_default_model(run_dir: Path, seed: int, world: World) -> Path:
     """No --model: the tiny random-weight LLaVA in RUN/tiny-model (built by the main process)."""
-    from pipeline.tiny_model import build_tiny_model
+    from models.tiny_model import build_tiny_model
 
     model_path = run_dir / "tiny-model"
     if world.main:

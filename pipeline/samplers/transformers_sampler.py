@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.samplers.base import SamplerError, require_model_dir
-from pipeline.samplers.prompts import (
+from models.prompts import (
     PromptError,
     load_sample_images,
     stop_truncate,
     user_text,
 )
+from pipeline.samplers.base import SamplerError, require_model_dir
 from pipeline.samplers.provenance import SamplerProvenance, derive_seed, model_fingerprint
 
 if TYPE_CHECKING:

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from models.prompts import PromptBuilder, PromptError, load_sample_images, stop_truncate
 from pipeline.samplers.base import SamplerError, require_model_dir
-from pipeline.samplers.prompts import PromptBuilder, PromptError, load_sample_images, stop_truncate
 from pipeline.samplers.provenance import SamplerProvenance, derive_seed, model_fingerprint
 
 if TYPE_CHECKING:

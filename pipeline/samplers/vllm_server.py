@@ -29,8 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.samplers.base import SamplerError, TransientSamplerError
-from pipeline.samplers.prompts import (
+from models.prompts import (
     DEFAULT_PROMPTS,
     MESSAGE_LAYOUT,
     ImageLoadError,
@@ -38,6 +37,7 @@ from pipeline.samplers.prompts import (
     stop_truncate,
     user_text,
 )
+from pipeline.samplers.base import SamplerError, TransientSamplerError
 from pipeline.samplers.provenance import SamplerProvenance, derive_seed, sha256_text
 
 if TYPE_CHECKING:

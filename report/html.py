@@ -253,9 +253,9 @@ def _as_np(arr: pa.Array, dtype) -> np.ndarray:
 
 
 def edit_ratios(batch: pa.RecordBatch) -> np.ndarray:
-    """Per pair: the word-level edit ratio between rejected and chosen (``pipeline.metrics``), the figure
+    """Per pair: the word-level edit ratio between rejected and chosen (``clinical.metrics``), the figure
     the run summary and `build-pairs eval` report."""
-    from pipeline.metrics import word_edit_ratio
+    from clinical.metrics import word_edit_ratio
 
     chosen, rejected = batch.column("chosen").to_pylist(), batch.column("rejected").to_pylist()
     return np.array([word_edit_ratio(r or "", c or "") for r, c in zip(rejected, chosen, strict=True)], np.float64)
@@ -610,7 +610,7 @@ def _e(value) -> str:
 
 
 def _asset(name: str) -> str:
-    return (resources.files("pipeline") / "report_assets" / name).read_text(encoding="utf-8")
+    return (resources.files("report") / "assets" / name).read_text(encoding="utf-8")
 
 
 def _json_for_script(obj) -> str:
