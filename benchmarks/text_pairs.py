@@ -24,9 +24,9 @@ sys.path.insert(0, str(ROOT))
 warnings.filterwarnings("ignore")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from clinical.metrics import word_edit_ratio  # noqa: E402
+from clinical.metrics import differing_token_positions, word_edit_ratio  # noqa: E402
 from editors.text_pairs import TextPairError, TextPairMaker  # noqa: E402
-from pipeline.token_masks import differing_token_positions, load_tokenizer, token_masks  # noqa: E402
+from pipeline.token_masks import load_tokenizer, token_masks  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 DATA = SHARED / "iu_xray_model_generations" / "generations.jsonl"

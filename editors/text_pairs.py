@@ -8,7 +8,7 @@ one verified injected error instead (`on_policy = "chosen"`), as in FiRe-MPO.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from clinical.errors import ClinicalError, detect_errors
@@ -22,27 +22,7 @@ from editors.finish import dedupe_inserted, drop_orphans, unglue
 from editors.inject import injection_candidates
 from editors.registry import DEFAULT_EDITORS, get_editor
 from editors.response_checks import repeats, several_reports
-from schemas.pair import Edit
-
-
-class TextPairError(Exception):
-    """No pair from this response; `reason` is the rejects-ledger code."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-
-@dataclass
-class TextPair:
-    chosen: str
-    rejected: str
-    on_policy: str
-    edits: list[Edit]
-    error_types: list[str]
-    locations: list[dict]
-    notes: dict[str, Any] = field(default_factory=dict)
+from schemas.text_pair import TextPair, TextPairError
 
 
 @dataclass

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 
 from editors.apply import apply_edits, edit_records
 from editors.base import SpanEdit
-from editors.text_pairs import TextPair, TextPairError
 from editors.vqa import (
     ERROR_TYPE,
     Gold,
@@ -37,6 +36,7 @@ from editors.vqa import (
 )
 from editors.vqa.gold import _YES_NO_QUESTION
 from schemas.pair import Edit
+from schemas.text_pair import TextPair, TextPairError
 
 _LANGUAGE = {"zh": "Chinese", "other": "not in Latin script"}
 

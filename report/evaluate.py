@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from clinical.metrics import word_edit_ratio
+from clinical.metrics import differing_token_positions, word_edit_ratio
 from editors.text_pairs import TextPairMaker
-from pipeline.token_masks import differing_token_positions
 from report.independent_labeler import default_labeler
 from report.quality_figures import (
     fluency_failures,

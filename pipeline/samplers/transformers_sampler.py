@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-    from pipeline.config import SamplerConfig
+    from pipeline.samplers.base import SamplerConfig
     from schemas.sample import Sample
 
 log = logging.getLogger(__name__)

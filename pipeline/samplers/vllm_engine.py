@@ -25,7 +25,7 @@ from pipeline.samplers.base import SamplerError, require_model_dir
 from pipeline.samplers.provenance import SamplerProvenance, derive_seed, model_fingerprint
 
 if TYPE_CHECKING:
-    from pipeline.config import SamplerConfig
+    from pipeline.samplers.base import SamplerConfig
     from schemas.sample import Sample
 
 log = logging.getLogger(__name__)

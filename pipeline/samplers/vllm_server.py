@@ -41,7 +41,7 @@ from pipeline.samplers.base import SamplerError, TransientSamplerError
 from pipeline.samplers.provenance import SamplerProvenance, derive_seed, sha256_text
 
 if TYPE_CHECKING:
-    from pipeline.config import SamplerConfig
+    from pipeline.samplers.base import SamplerConfig
     from schemas.sample import Sample
 
 log = logging.getLogger(__name__)
