@@ -193,7 +193,8 @@ def report_cmd(
     seed: Annotated[int, typer.Option("--seed", help="Picks the sampled cards.")] = 0,
 ) -> None:
     """Write one self-contained HTML page: the run's figures and a sample of pair cards."""
-    from report.html import ReportError, ReportOptions, write_report
+    from report.data import ReportError, ReportOptions
+    from report.html import write_report
 
     try:
         result = write_report(out_dir, out, ReportOptions(sample=sample, per_class=per_class, thumb=thumb, seed=seed))
