@@ -26,7 +26,7 @@ def test_each_package_imports_only_the_rooms_below_it():
 
 
 def test_the_checker_sees_a_circle_and_an_import_up(tmp_path):
-    for pkg, body in {"schemas": "from clinical import a\n", "clinical": "import schemas.x\n"}.items():
+    for pkg in ("schemas", "clinical"):
         (tmp_path / pkg).mkdir()
         (tmp_path / pkg / "__init__.py").write_text("")
     (tmp_path / "schemas" / "x.py").write_text("from clinical import a\n")
