@@ -76,7 +76,7 @@ def main() -> None:
     import transformers as tf
 
     from models import get_adapter
-    from pipeline.tiny_model import load_project_tokenizer
+    from models.tiny_model import load_project_tokenizer
     from trainer.data import PairEncoder, PairShards, collate_pairs
     from trainer.devdata import iu_text_pairs, vqa_image_pairs, write_shard
     from trainer.loop import preference_step

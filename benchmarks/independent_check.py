@@ -1,6 +1,6 @@
 """How far the independent labeler agrees with expert MeSH labels on the OpenI (IU X-ray) reports.
 
-Why: `pipeline.independent_eval` trusts `IndependentLabeler` to judge pairs; this measures that trust.
+Why: `report.independent_eval` trusts `IndependentLabeler` to judge pairs; this measures that trust.
 For each observation MeSH can express, precision / recall of "labeler says positive" (findings +
 impression text) against "a MeSH major term maps to it"; how many MeSH term occurrences the mapping
 covers; labelling speed; and `chosen_vs_mesh` on the original reports, the rate a perfect chosen text
@@ -22,9 +22,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.independent_eval import MESH_OBSERVABLE, chosen_vs_mesh, mesh_informative, summarise  # noqa: E402
-from pipeline.independent_labeler import IndependentLabeler  # noqa: E402
-from pipeline.mesh_labels import coverage, is_normal, mesh_observations  # noqa: E402
+from report.independent_eval import MESH_OBSERVABLE, chosen_vs_mesh, mesh_informative, summarise  # noqa: E402
+from report.independent_labeler import IndependentLabeler  # noqa: E402
+from report.mesh_labels import coverage, is_normal, mesh_observations  # noqa: E402
 
 SHARED = Path(os.environ.get("MEDPREF_SHARED_DATA", REPO.parent / "shared" / "data"))
 DEFAULT_REPORTS = SHARED / "iu_xray_openi_reports" / "reports.jsonl"

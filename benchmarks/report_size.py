@@ -160,7 +160,7 @@ def main() -> None:
               f"({time.perf_counter() - t0:.1f} s)")
 
         # in a fresh process, so its peak memory (VmHWM: this process image only) is the report's alone
-        code = ("import json, re, sys; from pathlib import Path; from pipeline.report import write_report; "
+        code = ("import json, re, sys; from pathlib import Path; from report.html import write_report; "
                 "r = write_report(sys.argv[1], sys.argv[2]); "
                 "status = Path('/proc/self/status'); "
                 "hwm = re.search(r'VmHWM:\\s+(\\d+)', status.read_text()) if status.exists() else None; "

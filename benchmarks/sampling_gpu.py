@@ -189,7 +189,7 @@ def main() -> int:
                 return 2
             model_dir = build_qwen2_vl_2b(Path(tmp) / "qwen2-vl-2b-random")
         else:
-            from pipeline.tiny_model import build_tiny_model
+            from models.tiny_model import build_tiny_model
 
             model_dir = build_tiny_model(Path(tmp) / "tiny-llava")
         print(f"model: {args.arch} random weights at {model_dir} (built in {time.perf_counter() - t0:.1f} s); "

@@ -133,8 +133,9 @@ def measure_workers(work: Path, n_samples: int, repeats: int) -> None:
 def _warm(plan_json: str, warm_path: str) -> int:
     """Load this worker's pair builder and run one cycle of the base samples through it, so both
     timings see warm caches (the repeated texts hit the tokenizer and reference caches afterwards)."""
+    from pipeline.batches import shared_builder
     from pipeline.manifest_reader import read_manifest
-    from pipeline.runner import RunPlan, shared_builder
+    from pipeline.runner import RunPlan
 
     plan = RunPlan.model_validate_json(plan_json)
     builder = shared_builder(plan.config, Path(plan.samples_path).parent)

@@ -24,9 +24,9 @@ sys.path.insert(0, str(ROOT))
 warnings.filterwarnings("ignore")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from pipeline.metrics import word_edit_ratio  # noqa: E402
-from pipeline.text_pairs import TextPairError, TextPairMaker  # noqa: E402
-from pipeline.token_masks import differing_token_positions, load_tokenizer, token_masks  # noqa: E402
+from clinical.metrics import differing_token_positions, word_edit_ratio  # noqa: E402
+from editors.text_pairs import TextPairError, TextPairMaker  # noqa: E402
+from pipeline.token_masks import load_tokenizer, token_masks  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 DATA = SHARED / "iu_xray_model_generations" / "generations.jsonl"
@@ -76,7 +76,7 @@ def main() -> None:
     maker.make("no effusion .", "Small effusion.")
     n = 0
     t0 = time.perf_counter()
-    from pipeline.extract.tokens import tokenize
+    from clinical.extract.tokens import tokenize
 
     for _ in range(args.repeat):
         maker._ref_cache.clear()  # every pass starts cold: no text is ever seen before
@@ -105,8 +105,8 @@ def quality(rows, pairs, maker) -> None:
     """The figures that do not come from the extractor grading its own edits."""
     from collections import Counter
 
-    from pipeline.independent_labeler import default_labeler
-    from pipeline.quality_figures import (
+    from report.independent_labeler import default_labeler
+    from report.quality_figures import (
         extraction_vs_mesh,
         fluency_failures,
         independent_rows,
@@ -158,7 +158,7 @@ def nih_quality(maker, labeler) -> None:
     from collections import Counter
 
     from pipeline.importers import import_samples
-    from pipeline.quality_figures import fluency_failures, independent_rows, summarise_independent
+    from report.quality_figures import fluency_failures, independent_rows, summarise_independent
 
     if not NIH.exists():
         return

@@ -41,7 +41,7 @@ import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
 
 from models import get_adapter  # noqa: E402
-from pipeline.tiny_model import build_tiny_model, load_project_tokenizer  # noqa: E402
+from models.tiny_model import build_tiny_model, load_project_tokenizer  # noqa: E402
 from trainer.data import shard_files  # noqa: E402
 from trainer.devdata import SHARED_DATA, iu_text_pairs, vqa_image_pairs, write_shard  # noqa: E402
 from trainer.loop import TrainConfig, train  # noqa: E402

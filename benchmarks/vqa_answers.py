@@ -1,8 +1,8 @@
 """VQA answers as chat models write them: the figures of issue 11 on an answer-style suite.
 
-The suite (``pipeline/vqa_suite.py``) answers real VQA-RAD and SLAKE (English) questions wrongly in at
+The suite (``report/vqa_suite.py``) answers real VQA-RAD and SLAKE (English) questions wrongly in at
 least eight styles, and rightly in the same styles; chosen and rejected sides are judged by
-``pipeline/vqa_consistency.py``, which shares no code with the editors. Prints:
+``report/vqa_consistency.py``, which shares no code with the editors. Prints:
 
 - closed (yes/no): wrong answers that became pairs; chosen sides stating the gold in every place the
   response answers; chosen sides that contradict themselves;
@@ -31,10 +31,10 @@ sys.path.insert(0, str(ROOT))
 warnings.filterwarnings("ignore")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from pipeline.text_pairs import TextPairError  # noqa: E402
-from pipeline.vqa_consistency import fluent, gives_open, judge_yes_no  # noqa: E402
-from pipeline.vqa_pairs import make_vqa_pair  # noqa: E402
-from pipeline.vqa_suite import answer_pools, build_suite, question_kinds  # noqa: E402
+from editors.text_pairs import TextPairError  # noqa: E402
+from editors.vqa_pairs import make_vqa_pair  # noqa: E402
+from report.vqa_consistency import fluent, gives_open, judge_yes_no  # noqa: E402
+from report.vqa_suite import answer_pools, build_suite, question_kinds  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 

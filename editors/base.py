@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from pipeline.errors import ClinicalError
-from pipeline.extract.lexicon import Lexicon
-from pipeline.extract.rules import split_clauses
-from pipeline.extract.tokens import Token, tokenize
-from pipeline.findings import ReportFindings
+from clinical.errors import ClinicalError
+from clinical.extract.lexicon import Lexicon
+from clinical.extract.rules import split_clauses
+from clinical.extract.tokens import Token, tokenize
+from clinical.findings import ReportFindings
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from clinical.findings import Finding
 from editors.base import EditContext, SpanEdit
-from pipeline.findings import Finding
 
 # Tokens that open a new segment of a sentence (the segment keeps its opener when removed).
 SEGMENT_OPENERS = {",", ";", ":", "with", "but", "however", "although", "though", "whereas", "while",

@@ -11,10 +11,10 @@ cannot know the prior, so that would teach it to invent one.
 
 from __future__ import annotations
 
+from clinical.errors import ClinicalError
 from editors.apply import normalize
 from editors.base import EditContext, SpanEdit
 from editors.clauses import removal, tok_range
-from pipeline.errors import ClinicalError
 
 _COPULA = {"is", "are", "appears", "appear", "remains", "remain", "was", "were", "has", "have", "been"}
 _LEAD = {"compared", "comparison", "since", "from", "on", "than", "in", "when", "as", "to", "with", "the",

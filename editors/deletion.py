@@ -7,10 +7,10 @@ segment, list item) that holds only wrong statements; if there is none, no propo
 
 from __future__ import annotations
 
+from clinical.errors import ClinicalError
 from editors.apply import normalize
 from editors.base import EditContext, SpanEdit
 from editors.clauses import removal, tok_range
-from pipeline.errors import ClinicalError
 
 _COPULA = {"is", "are", "appear", "appears", "remain", "remains"}
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import re
 
+from clinical.errors import ClinicalError
+from clinical.extract.tokens import tokenize
+from clinical.fluency import sentence_problems
 from editors.apply import normalize
 from editors.base import EditContext, SpanEdit, sentence_spans
 from editors.deletion import remove_statement
 from editors.style import sentence
-from pipeline.errors import ClinicalError
-from pipeline.extract.tokens import tokenize
-from pipeline.fluency import sentence_problems
 
 MAX_WORDS = 28
 _NOT_A_FINDING = re.compile(

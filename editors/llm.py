@@ -18,8 +18,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from pipeline.samplers.base import Sampler
 from schemas.sample import Sample
+from schemas.sampler import Sampler
 
 OPEN, CLOSE = "[[", "]]"
 
@@ -153,12 +153,9 @@ class LLMEditor:
         llm = getattr(config, "llm", None)
         if llm is None or not getattr(llm, "model", None):
             raise ValueError("editor 'llm' needs text.llm.model (a local model folder) in the config")
-        from pipeline.config import SamplerConfig
-        from pipeline.samplers import get_sampler
-
-        scfg = SamplerConfig(name=llm.sampler, model=llm.model, temperature=llm.temperature,
-                             max_new_tokens=llm.max_new_tokens, server_url=llm.server_url)
-        self.rewriter = LLMSpanRewriter(get_sampler(scfg), n=llm.num_candidates, seed=llm.seed)
+        # the section builds its own sampler (pipeline.config.LLMEditorConfig.build_sampler): editors never
+        # import the pipeline that registers the backends
+        self.rewriter = LLMSpanRewriter(llm.build_sampler(), n=llm.num_candidates, seed=llm.seed)
         self.refusals: list[str] = []
 
     def propose(self, error, ctx):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from clinical.errors import ClinicalError
 from editors.base import EditContext, SpanEdit
 from editors.style import match_case
-from pipeline.errors import ClinicalError
 
 _LAT_WORD = {"left": "left", "right": "right", "bilateral": "bilateral"}
 

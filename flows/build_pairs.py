@@ -39,8 +39,9 @@ from flows.schedule import scheduled_date
 from pipeline.cli import filter_third_party_warnings
 from pipeline.config import ConfigError, load_config
 from pipeline.manifest_reader import ManifestError, scan_manifest
+from pipeline.merge import run_markdown
+from pipeline.plan import MAX_PARTITIONS
 from pipeline.runner import (
-    MAX_PARTITIONS,
     PartitionResult,
     RunError,
     RunPlan,
@@ -49,7 +50,6 @@ from pipeline.runner import (
     merge_run,
     plan_run,
     release_run,
-    run_markdown,
 )
 
 ARTIFACT_KEY = "build-pairs-run"

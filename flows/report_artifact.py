@@ -1,6 +1,6 @@
 """Attach a run's HTML report to its Prefect flow run: a link artifact and a markdown summary.
 
-The report itself is a local file (``pipeline.report``); Prefect stores only its link and a few
+The report itself is a local file (``report.html``); Prefect stores only its link and a few
 figures, so the flow-run page says what the run produced and where to look, without uploading
 images. Called inside a flow run the artifacts attach to it; outside one they are stored unattached.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
-from pipeline.report import write_report
+from report.html import write_report
 
 LINK_KEY = "pair-report"
 SUMMARY_KEY = "pair-report-summary"

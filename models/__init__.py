@@ -1,4 +1,6 @@
-"""Model adapters by family, picked from a model folder's config.json `model_type` (models/base.py)."""
+"""Model adapters by family, picked from a model folder's config.json `model_type` (models/base.py); the
+chat-template prompts every sampler and the trainer build (models/prompts.py); tiny random-weight models
+built offline (models/tiny_model.py, models/tiny.py). Imports nothing of ours but ``schemas``."""
 
 from __future__ import annotations
 

@@ -93,7 +93,7 @@ class ModelAdapter:
         return self.processor
 
     def prompt_builder(self, system: str | None = None):
-        from pipeline.samplers.prompts import PromptBuilder
+        from models.prompts import PromptBuilder
 
         return PromptBuilder(self.renderer, source=str(self.model_dir), image_token=self.image_token,
                              system=system, accepts_images=self.vision)

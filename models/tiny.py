@@ -27,7 +27,7 @@ def family_tokenizer(named: dict[str, str] | None = None, extra: list[str] | Non
                      template: str | None = None, bos: str | None = None, add_bos: bool = False):
     """The project tokenizer with the family's special tokens (`named`: attribute -> token, e.g.
     image_token) and chat template; token ids of ordinary text are the project's."""
-    from pipeline.tiny_model import TOKENIZER_DIR
+    from models.tiny_model import TOKENIZER_DIR
 
     named = dict(named or {})
     kwargs = {"extra_special_tokens": named} if named else {}
@@ -130,7 +130,7 @@ def _clip(image_size: int, patch: int) -> tf.CLIPVisionConfig:
 
 
 def build_llava(out: Path) -> Path:
-    from pipeline.tiny_model import build_tiny_model
+    from models.tiny_model import build_tiny_model
 
     return build_tiny_model(out)
 

@@ -136,7 +136,7 @@ def eval_cmd(
     _offline_env()
     if not (out_dir / "manifest.json").is_file():
         _fail(f"{str(out_dir)!r} is not a finished run (no manifest.json)")
-    from pipeline import evaluate as evaluate_mod
+    from report import evaluate as evaluate_mod
 
     try:
         report = evaluate_mod.evaluate(out_dir, extractor=extractor)
@@ -156,7 +156,7 @@ def gallery_cmd(
     limit: Annotated[int, typer.Option("--limit", help="Pairs to show.")] = 24,
 ) -> None:
     """Write an HTML gallery of clean and corrupted images with their edits."""
-    from corruptors.gallery import write_gallery
+    from report.gallery import write_gallery
 
     if not out_dir.is_dir():
         _fail(f"{str(out_dir)!r} is not a folder")
@@ -174,7 +174,7 @@ def tiny_model_cmd(
 ) -> None:
     """Write a tiny random-weight vision-language model with tokenizer and processor (no download)."""
     _offline_env()
-    from pipeline.tiny_model import build_tiny_model
+    from models.tiny_model import build_tiny_model
 
     try:
         build_tiny_model(dest)
@@ -193,7 +193,8 @@ def report_cmd(
     seed: Annotated[int, typer.Option("--seed", help="Picks the sampled cards.")] = 0,
 ) -> None:
     """Write one self-contained HTML page: the run's figures and a sample of pair cards."""
-    from pipeline.report import ReportError, ReportOptions, write_report
+    from report.data import ReportError, ReportOptions
+    from report.html import write_report
 
     try:
         result = write_report(out_dir, out, ReportOptions(sample=sample, per_class=per_class, thumb=thumb, seed=seed))

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.samplers.base import SamplerConfig
 
 SAMPLER_NAMES = ("replay", "transformers", "vllm", "vllm-server")
 
@@ -26,36 +28,6 @@ class ConfigError(ValueError):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class SamplerConfig(_Section):
-    """Where responses come from when the manifest has none (replayed responses always win)."""
-
-    name: str = "replay"
-    model: str | None = None
-    num_samples: int = Field(1, ge=1)
-    temperature: float = Field(0.7, ge=0.0)
-    top_p: float = Field(0.95, gt=0.0, le=1.0)
-    max_new_tokens: int = Field(256, ge=1)
-    seed: int | None = None  # None: the top-level seed
-    server_url: str | None = None
-    concurrency: int = Field(8, ge=1)
-    batch_size: int = Field(8, ge=1)  # samples handed to the sampler at once
-    stop: list[str] = Field(default_factory=list)  # stop strings
-    tensor_parallel_size: int = Field(1, ge=1)  # vllm: GPUs per model replica
-    pipeline_parallel_size: int = Field(1, ge=1)  # vllm
-    data_parallel_size: int = Field(1, ge=1)  # vllm: replicas (the offline engine wants 1; use vllm-server)
-    engine_args: dict[str, Any] = Field(default_factory=dict)  # vllm: passed to vllm.LLM verbatim
-
-    @field_validator("name")
-    @classmethod
-    def _known_sampler(cls, v: str) -> str:
-        from pipeline.samplers import sampler_names
-
-        names = sampler_names()
-        if v not in names:
-            raise ValueError(f"unknown sampler {v!r}; valid samplers: {', '.join(names)}")
-        return v
 
 
 class LLMEditorConfig(_Section):
@@ -69,9 +41,16 @@ class LLMEditorConfig(_Section):
     num_candidates: int = Field(1, ge=1)
     seed: int = 0
 
+    def build_sampler(self):
+        """The sampler the ``llm`` editor sends its rewrite requests to (so ``editors`` needs no pipeline)."""
+        from pipeline.samplers import get_sampler
+
+        return get_sampler(SamplerConfig(name=self.sampler, model=self.model, temperature=self.temperature,
+                                         max_new_tokens=self.max_new_tokens, server_url=self.server_url))
+
 
 class TextConfig(_Section):
-    """How the text side of a pair is made (read by ``pipeline.text_pairs.TextPairMaker``)."""
+    """How the text side of a pair is made (read by ``editors.text_pairs.TextPairMaker``)."""
 
     extractor: str = "rules"
     lexicon: str | None = None  # a lexicon YAML or a CheXpert-style phrase folder; None: the shipped one

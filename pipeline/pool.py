@@ -23,9 +23,10 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
+from clinical.metrics import word_edit_ratio
+from pipeline.batches import PartitionContext, process_with_retries, shared_builder
 from pipeline.config import PipelineConfig
 from pipeline.manifest_reader import ManifestItem
-from pipeline.metrics import word_edit_ratio
 from pipeline.writer import EDIT_RATIO_ATTR, SampleResult
 
 Processed = tuple[list[ManifestItem], list[SampleResult], Counter, Counter]
@@ -69,13 +70,11 @@ def _init(config: PipelineConfig, manifest_dir: str, parent: int) -> None:
 
 
 def _work(batch: list[ManifestItem]) -> tuple[list[SampleResult], Counter, Counter]:
-    from pipeline.runner import PartitionContext, _process_with_retries, shared_builder
-
     cfg = _STATE["config"]
     builder = shared_builder(cfg, _STATE["manifest_dir"])
     ctx = PartitionContext(cfg, builder, None, Counter(), Counter())
     before_s, before_n = Counter(builder.seconds), Counter(builder.counts)
-    results = _process_with_retries(ctx, batch)
+    results = process_with_retries(ctx, batch)
     for r in results:  # the run's summary needs each pair's edit ratio: computed here, in parallel
         for pair in r.pairs:
             pair.__dict__[EDIT_RATIO_ATTR] = word_edit_ratio(pair.rejected, pair.chosen)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from corruptors import seed_for
 from corruptors.masks import LesionError, lesion_masks, scaled_margin
+from editors.text_pairs import TextPairError, TextPairMaker
 from pipeline.config import PipelineConfig
 from pipeline.image_stage import ImageError, corrupt_images, load_images
-from pipeline.text_pairs import TextPairError, TextPairMaker
 from pipeline.token_masks import load_tokenizer, token_masks
 from schemas.pair import Corruption, PairRecord, RejectRecord
 from schemas.sample import Sample

@@ -12,6 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from clinical.metrics import differing_token_positions
 from schemas.pair import Edit
 
 SHIPPED_TOKENIZER = Path(__file__).resolve().parents[1] / "medpref_data" / "tokenizer"
@@ -73,15 +74,3 @@ def token_masks(tokenizer, chosen: str, rejected: str, edits: list[Edit]):
         r_mask[k] = 1
     return c_ids, r_ids, c_mask, r_mask
 
-
-def differing_token_positions(a: list[int], b: list[int]) -> tuple[set[int], set[int]]:
-    """Positions of tokens outside the longest common prefix/suffix-aligned matching blocks
-    (difflib), i.e. the tokens that differ between the two id sequences."""
-    import difflib
-
-    sm = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
-    same_a, same_b = set(), set()
-    for blk in sm.get_matching_blocks():
-        same_a.update(range(blk.a, blk.a + blk.size))
-        same_b.update(range(blk.b, blk.b + blk.size))
-    return set(range(len(a))) - same_a, set(range(len(b))) - same_b

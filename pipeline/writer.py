@@ -30,9 +30,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from clinical.metrics import word_edit_ratio
 from pipeline.faults import pause_point
 from pipeline.lock import LOCK_NAME, FileLock, acquire, holder_info
-from pipeline.metrics import word_edit_ratio
 from schemas.pair import (
     PAIR_SCHEMA,
     REJECT_SCHEMA,

@@ -15,9 +15,10 @@ from schemas.pair import (
     rejects_table,
 )
 from schemas.sample import Lesion, Sample, SampleError, parse_sample
+from schemas.text_pair import TextPair, TextPairError
 
 __all__ = [
     "Certainty", "Entity", "Extraction", "Extractor", "Relation", "ERROR_TYPES", "PAIR_SCHEMA",
     "REJECT_SCHEMA", "SCHEMA_VERSION", "Corruption", "Edit", "ImageRef", "PairRecord", "RejectRecord",
-    "pairs_table", "rejects_table", "Lesion", "Sample", "SampleError", "parse_sample",
+    "pairs_table", "rejects_table", "Lesion", "Sample", "SampleError", "parse_sample", "TextPair", "TextPairError",
 ]

@@ -111,7 +111,7 @@ def build_tiny_radgraph(
     from radgraph.allennlp.modules import text_field_embedders, token_embedders
     from radgraph.dygie.models import dygie
 
-    from pipeline.extract import radgraph_compat
+    from clinical.extract import radgraph_compat
 
     radgraph_compat.install()
     torch.manual_seed(seed)

@@ -17,7 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from models import ADAPTERS, AdapterError, get_adapter  # noqa: E402
 from models.tiny import BUILDERS, build_tiny  # noqa: E402
-from pipeline.tiny_model import load_project_tokenizer  # noqa: E402
+from models.tiny_model import load_project_tokenizer  # noqa: E402
 from trainer.data import PairEncoder, PairShards, collate_pairs  # noqa: E402
 from trainer.devdata import iu_text_pairs, two_view_pairs, vqa_image_pairs, write_shard  # noqa: E402
 from trainer.logps import chunked_logps, head_of, response_hidden  # noqa: E402

@@ -23,10 +23,10 @@ from corruptors import (
     seed_for,
 )
 from corruptors.anatomy import ZONES, diseased_sides, location_boxes
-from corruptors.gallery import write_gallery
 from corruptors.lungs import estimate_lung_fields
 from corruptors.masks import LesionError, lesion_masks, rasterise_box, rasterise_polygon
 from corruptors.png import decode_png, encode_mask, encode_png
+from report.gallery import write_gallery
 from schemas.pair import Corruption, ImageRef, PairRecord, pairs_table
 from schemas.sample import Lesion
 

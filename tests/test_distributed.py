@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from models.tiny import build_tiny
-from pipeline.tiny_model import load_project_tokenizer
+from models.tiny_model import load_project_tokenizer
 from trainer.devdata import iu_text_pairs, two_view_pairs, vqa_image_pairs, write_shard
 
 BIN = Path(sys.executable).parent

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
+from clinical.fluency import edit_problems
 from editors.apply import apply_edits, normalize
 from editors.base import EditContext
 from editors.registry import EDITORS, get_editor
-from pipeline.fluency import edit_problems
-from pipeline.text_pairs import TextPairMaker
+from editors.text_pairs import TextPairMaker
 
 # Real report sentences recombined so every error type occurs (the IU generations have no severity error).
 _EXTRA = [
@@ -35,8 +35,8 @@ def cases(iu_generations):
 
 @pytest.fixture(scope="module")
 def llm_config(tmp_path_factory):
+    from models.tiny_model import build_tiny_model
     from pipeline.config import LLMEditorConfig, TextConfig
-    from pipeline.tiny_model import build_tiny_model
 
     model = build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
     return TextConfig(llm=LLMEditorConfig(model=str(model), max_new_tokens=16))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from pipeline.extract.lexicon import load_lexicon
-from pipeline.extract.radgraph_adapter import radgraph_to_extraction
-from pipeline.extract.rules import RuleExtractor
-from pipeline.findings import findings_from_extraction
+from clinical.extract.lexicon import load_lexicon
+from clinical.extract.radgraph_adapter import radgraph_to_extraction
+from clinical.extract.rules import RuleExtractor
+from clinical.findings import findings_from_extraction
 
 
 def test_real_radgraph_output_becomes_findings(shared):

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.independent_eval import chosen_vs_mesh, issues, pair_contradictions, summarise
-from pipeline.independent_labeler import CHEXPERT_OBSERVATIONS, IndependentLabeler, default_labeler
-from pipeline.mesh_labels import coverage, is_normal, map_term, mesh_findings, mesh_observations
+from report.independent_eval import chosen_vs_mesh, issues, pair_contradictions, summarise
+from report.independent_labeler import CHEXPERT_OBSERVATIONS, IndependentLabeler, default_labeler
+from report.mesh_labels import coverage, is_normal, map_term, mesh_findings, mesh_observations
 
 
 @pytest.fixture(scope="module")
@@ -150,8 +150,8 @@ def test_mesh_normal_and_non_findings():
 def test_mesh_concepts_exist_in_project_lexicon():
     import yaml
 
-    from pipeline.independent_eval import MESH_OBSERVABLE
-    from pipeline.mesh_labels import HEADS, OVERRIDES, QUALIFIED
+    from report.independent_eval import MESH_OBSERVABLE
+    from report.mesh_labels import HEADS, OVERRIDES, QUALIFIED
 
     lex = yaml.safe_load((Path(__file__).resolve().parents[1] / "medpref_data/lexicon/chest_xray.yaml").read_text())
     known = set(lex["findings"]) | set(lex["devices"])

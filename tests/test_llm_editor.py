@@ -7,13 +7,13 @@ from __future__ import annotations
 import pytest
 
 from editors.registry import DEFAULT_EDITORS
+from editors.text_pairs import TextPairError, TextPairMaker
 from pipeline.config import LLMEditorConfig, TextConfig
-from pipeline.text_pairs import TextPairError, TextPairMaker
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from pipeline.tiny_model import build_tiny_model
+    from models.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 

@@ -85,7 +85,7 @@ def test_medalign_presets_train_with_a_tiny_clip_teacher(family, preset, shared,
     import json
 
     from models.tiny import build_tiny
-    from pipeline.tiny_model import load_project_tokenizer
+    from models.tiny_model import load_project_tokenizer
     from trainer.devdata import iu_text_pairs, two_view_pairs, vqa_image_pairs, write_shard
     from trainer.loop import TrainConfig, train
 
@@ -107,7 +107,7 @@ def test_medalign_presets_train_with_a_tiny_clip_teacher(family, preset, shared,
 
 
 def test_medalign_preset_without_teacher_is_a_clear_error(shared, tmp_path):
-    from pipeline.tiny_model import load_project_tokenizer
+    from models.tiny_model import load_project_tokenizer
     from trainer.devdata import vqa_image_pairs, write_shard
     from trainer.loop import TrainConfig, train
 

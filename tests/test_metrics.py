@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.metrics import word_edit_ratio
+from clinical.metrics import word_edit_ratio
 
 
 def plain_levenshtein(x: list[str], y: list[str]) -> int:

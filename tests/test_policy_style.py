@@ -6,15 +6,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline.policy_style import PolicyStyle
-from pipeline.text_pairs import TextPairError, TextPairMaker
+from editors.policy_style import PolicyStyle
+from editors.text_pairs import TextPairError, TextPairMaker
 
 
 @pytest.fixture(scope="module")
 def policy_dir(tmp_path_factory, iu_generations):
     from transformers import AutoModelForImageTextToText, AutoTokenizer
 
-    from pipeline.tiny_model import build_tiny_model
+    from models.tiny_model import build_tiny_model
 
     path = build_tiny_model(tmp_path_factory.mktemp("policy") / "model")
     tok = AutoTokenizer.from_pretrained(str(path))

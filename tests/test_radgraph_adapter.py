@@ -19,7 +19,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 from data_paths import SHARED  # noqa: E402 - the full shared data, else the committed excerpts
 
-from pipeline.extract.radgraph_adapter import (  # noqa: E402
+from clinical.extract.radgraph_adapter import (  # noqa: E402
     MODEL_TYPES,
     RadGraphExtractor,
     align_tokens,
@@ -317,7 +317,7 @@ def test_weights_come_from_weights_th(tiny_radgraph, real_texts):
 def test_compat_shim_restores_the_two_tokenizer_methods(tiny_radgraph):
     from radgraph.allennlp.common import cached_transformers
 
-    from pipeline.extract import radgraph_compat
+    from clinical.extract import radgraph_compat
 
     radgraph_compat.install()
     wrapped = cached_transformers.get_tokenizer

@@ -25,18 +25,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.report import (
-    ReportError,
-    ReportOptions,
-    build_cards,
-    diff_segments,
-    edit_ratios,
-    open_run,
-    scan_pairs,
-    thumbnail,
-    within_budget,
-    write_report,
-)
+from report.cards import build_cards, diff_segments, thumbnail, within_budget
+from report.data import ReportError, ReportOptions, edit_ratios, open_run, scan_pairs
+from report.html import write_report
 
 CHROMIUM = os.environ.get("MEDPREF_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 HAS_CHROMIUM = Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)

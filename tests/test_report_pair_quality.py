@@ -10,10 +10,10 @@ from collections import Counter
 
 import pytest
 
+from clinical.fluency import edit_problems, sentence_problems, split_sentences
 from editors.base import EditContext
 from editors.clauses import removal
-from pipeline.fluency import edit_problems, sentence_problems, split_sentences
-from pipeline.text_pairs import TextPairError, TextPairMaker
+from editors.text_pairs import TextPairError, TextPairMaker
 
 NEGATION = re.compile(r"\b(no|not|without|negative for|free of)\b", re.IGNORECASE)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.extract.rules import RuleExtractor
-from pipeline.findings import findings_from_extraction
+from clinical.extract.rules import RuleExtractor
+from clinical.findings import findings_from_extraction
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,11 @@ import pytest
 from data_paths import SHARED as DATA  # noqa: E402 - the full shared data, else the committed excerpts
 
 import pipeline.process as process_mod
-import pipeline.runner as runner_mod
 import pipeline.writer as writer_mod
 from pipeline.config import load_config
 from pipeline.importers import import_samples
+from pipeline.manifest_reader import read_manifest
+from pipeline.merge import run_markdown
 from pipeline.runner import RunError, run
 from pipeline.samplers import register_sampler
 
@@ -196,7 +197,7 @@ def test_manifest_stats_count_and_time_every_stage(tmp_path, messy_manifest):
 def test_run_markdown_summarises_the_run(tmp_path, messy_manifest):
     run_dir(messy_manifest, tmp_path / "out")
     manifest, pairs, rejects = read_out(tmp_path / "out")
-    md = runner_mod.run_markdown(manifest)
+    md = run_markdown(manifest)
     assert f"| pairs | {len(pairs):,} |" in md and f"| rejects | {len(rejects):,} |" in md
     assert "| text |" in md and "| invalid\\_json | 1 |" in md
 
@@ -249,6 +250,6 @@ def test_cannot_run_at_all_raises_and_leaves_no_manifest(tmp_path, messy_manifes
 def test_byte_order_mark_and_crlf_lines_parse(tmp_path, iu_records):
     path = tmp_path / "samples.jsonl"
     path.write_bytes(b"\xef\xbb\xbf" + b"\r\n".join(dump(r) for r in iu_records[:2]) + b"\r\n")
-    items = list(runner_mod.read_manifest(path))
+    items = list(read_manifest(path))
     assert [it.sample.sample_id for it in items] == [r["sample_id"] for r in iu_records[:2]]
     assert items[1].sample.reference == iu_records[1]["reference"]

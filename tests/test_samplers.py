@@ -14,12 +14,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from editors.llm import LLMSpanRewriter, check_proposal  # noqa: E402
+from models.prompts import PromptBuilder, PromptError, user_text  # noqa: E402
+from models.tiny_model import build_tiny_model, load_project_tokenizer  # noqa: E402
 from pipeline.config import SamplerConfig  # noqa: E402
 from pipeline.importers import import_samples  # noqa: E402
 from pipeline.samplers import SamplerError, get_sampler  # noqa: E402
-from pipeline.samplers.prompts import PromptBuilder, PromptError, user_text  # noqa: E402
 from pipeline.samplers.provenance import derive_seed, model_fingerprint, provenance_of  # noqa: E402
-from pipeline.tiny_model import build_tiny_model, load_project_tokenizer  # noqa: E402
 from schemas.sample import Sample, parse_sample  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

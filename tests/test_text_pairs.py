@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.metrics import word_edit_ratio
-from pipeline.text_pairs import TextPairError, TextPairMaker
-from pipeline.token_masks import differing_token_positions, load_tokenizer, token_masks
+from clinical.metrics import differing_token_positions, word_edit_ratio
+from editors.text_pairs import TextPairError, TextPairMaker
+from pipeline.token_masks import load_tokenizer, token_masks
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""pipeline/tiny_model.py: a tiny LLaVA that loads through the Auto classes, offline, with the project tokenizer."""
+"""models/tiny_model.py: a tiny LLaVA that loads through the Auto classes, offline, with the project tokenizer."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from data_paths import SHARED as DATA  # noqa: E402 - the full shared data, else the committed excerpts
 from transformers import AutoModelForImageTextToText, AutoProcessor  # noqa: E402
 
-from pipeline.tiny_model import IMAGE_TOKENS, TOKENIZER_DIR, build_tiny_model, load_project_tokenizer  # noqa: E402
+from models.tiny_model import IMAGE_TOKENS, TOKENIZER_DIR, build_tiny_model, load_project_tokenizer  # noqa: E402
 
 XRAY = DATA / "nih_cxr14_txv_test_images" / "images" / "00000001_000.png"
 IU = DATA / "iu_xray_model_generations" / "generations.jsonl"

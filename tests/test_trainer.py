@@ -20,7 +20,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from pipeline.tiny_model import IMAGE_TOKENS, TOKENIZER_DIR, build_tiny_model, load_project_tokenizer  # noqa: E402
+from models.tiny_model import IMAGE_TOKENS, TOKENIZER_DIR, build_tiny_model, load_project_tokenizer  # noqa: E402
 from trainer.data import (  # noqa: E402
     PairEncoder,
     PairShards,

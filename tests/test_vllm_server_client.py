@@ -18,13 +18,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from data_paths import SHARED as DATA  # noqa: E402 - the full shared data, else the committed excerpts
 
+from models.tiny_model import build_tiny_model  # noqa: E402
 from pipeline.config import SamplerConfig  # noqa: E402
 from pipeline.importers import import_samples  # noqa: E402
 from pipeline.samplers import SamplerError, TransientSamplerError, get_sampler  # noqa: E402
 from pipeline.samplers.dev_server import ChatHandler, make_server  # noqa: E402
 from pipeline.samplers.transformers_sampler import TransformersSampler  # noqa: E402
 from pipeline.samplers.vllm_server import VLLMServerSampler  # noqa: E402
-from pipeline.tiny_model import build_tiny_model  # noqa: E402
 from schemas.sample import Sample, parse_sample  # noqa: E402
 
 VQA_RAD = DATA / "vqa_rad" / "qa.jsonl"

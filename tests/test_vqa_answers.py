@@ -1,6 +1,6 @@
 """VQA answers written the way chat models write them (issue 11), on the committed fixture of real
 VQA-RAD and SLAKE questions: every place an answer is given states the gold in chosen, judged by the
-independent checker of ``pipeline/vqa_consistency.py``; golds given as sentences are read for their
+independent checker of ``report/vqa_consistency.py``; golds given as sentences are read for their
 answer; open answers are normalised as clinicians write them."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from editors.text_pairs import TextPairError
 from editors.vqa import Gold, normalize_answer, read_yes_no, same_answer
-from pipeline.text_pairs import TextPairError
-from pipeline.vqa_consistency import fluent, gives_open, judge_yes_no
-from pipeline.vqa_pairs import make_vqa_pair
-from pipeline.vqa_suite import claims, closed_items, open_items
+from editors.vqa_pairs import make_vqa_pair
+from report.vqa_consistency import fluent, gives_open, judge_yes_no
+from report.vqa_suite import claims, closed_items, open_items
 
 FIXTURE = Path(__file__).parent / "fixtures" / "vqa" / "qa.jsonl"
 ROWS = [json.loads(line) for line in FIXTURE.open()]
@@ -86,10 +86,10 @@ def test_the_judge_catches_half_fixed_answers():
 
 
 def test_the_judge_shares_no_code_with_the_editors():
-    source = (Path(__file__).parents[1] / "pipeline" / "vqa_consistency.py").read_text()
+    source = (Path(__file__).parents[1] / "report" / "vqa_consistency.py").read_text()
     imported = [n.module or "" for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom)]
     imported += [a.name for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Import) for a in n.names]
-    assert not [m for m in imported if m.startswith(("editors", "pipeline"))], imported
+    assert not [m for m in imported if m.startswith(("editors", "clinical", "pipeline"))], imported
 
 
 def test_every_answer_place_is_read():

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.text_pairs import TextPairError, TextPairMaker
+from editors.text_pairs import TextPairError, TextPairMaker
 
 
 @pytest.fixture(scope="module")

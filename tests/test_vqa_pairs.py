@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from corruptors.anatomy import validate_location
+from editors.text_pairs import TextPair, TextPairError, TextPairMaker
 from editors.vqa import normalize_answer, same_answer, yes_no_of
-from pipeline.text_pairs import TextPair, TextPairError, TextPairMaker
-from pipeline.vqa_pairs import make_vqa_pair
+from editors.vqa_pairs import make_vqa_pair
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -402,8 +402,8 @@ def test_text_outside_the_edit_is_identical(tail, sep, case):
 
 def test_importer_candidates_let_right_open_answers_get_a_wrong_one(shared):
     """VQA-RAD's own answers to the same kind of question are the plausible wrong answers."""
+    from editors.text_pairs import TextPairError, TextPairMaker
     from pipeline.importers import import_samples
-    from pipeline.text_pairs import TextPairError, TextPairMaker
 
     records = [r for r in import_samples("vqa-rad", shared("vqa_rad")) if r["meta"].get("answer_type") == "open"]
     assert records and all(r["reference"].lower() not in r["meta"]["answer_candidates"] for r in records)
@@ -421,7 +421,7 @@ def test_importer_candidates_let_right_open_answers_get_a_wrong_one(shared):
 
 
 def test_answer_is_yes_style(shared):
-    from pipeline.vqa_pairs import make_vqa_pair
+    from editors.vqa_pairs import make_vqa_pair
 
     p = make_vqa_pair("The answer is no.", "Yes", "Is there a pleural effusion?", 0)
     assert (p.rejected, p.chosen, p.on_policy) == ("The answer is no.", "The answer is yes.", "rejected")

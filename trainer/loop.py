@@ -194,7 +194,7 @@ def sft_step(policy, adapter, batch: PairBatch, chunk: int = DEFAULT_CHUNK) -> t
 
 def build_default_model(run_dir: Path, seed: int, world: World) -> Path:
     """No --model: the tiny random-weight LLaVA in RUN/tiny-model (built by the main process)."""
-    from pipeline.tiny_model import build_tiny_model
+    from models.tiny_model import build_tiny_model
 
     model_path = run_dir / "tiny-model"
     if world.main:

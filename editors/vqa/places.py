@@ -8,10 +8,10 @@ must see them all.
 
 - a **token** place is a yes/no word standing alone: at the start of a sentence or clause ("Yes,",
   "No."), after a lead-in ("Based on the image, no, ..."), or as "The answer is yes.";
-- a **clause** place is a clause (``pipeline.extract.rules.split_clauses``, the report extractor's
+- a **clause** place is a clause (``clinical.extract.rules.split_clauses``, the report extractor's
   clause reader, cut once more at a yes/no word and at "and there ...") that talks about what the
   question asks: it shares a content word with the question, names a finding the rule extractor
-  reads in the question (``pipeline.findings``), names another value of a kind the question names
+  reads in the question (``clinical.findings``), names another value of a kind the question names
   ("this is a CT" to "Is this an MRI?"), an antonym of the question's word ("abnormal" to "Is the
   heart normal?"), or is a normal statement ("the lungs are clear") about the organ the question's
   finding lies in. Its polarity is the parity of its negations, antonyms and other values.
@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from clinical.extract.rules import split_clauses
+from clinical.extract.tokens import tokenize as report_tokens
 from editors.vqa.text import is_negation, uncertain
 from editors.vqa.words import (
     _ANTONYMS,
@@ -37,8 +39,6 @@ from editors.vqa.words import (
     find_terms,
     tokenize,
 )
-from pipeline.extract.rules import split_clauses
-from pipeline.extract.tokens import tokenize as report_tokens
 
 _LEAD = re.compile(r"(?:^|[.!?:;,\n(\-\u2014*\"']|\b(?:answer(?: to (?:the|this) question)?(?: is| would be)?"
                    r"|i would say|i'd say|so|then|and|short|simply|i think|i believe|definitely|certainly|probably|likely|"
@@ -332,14 +332,14 @@ def _names_concept(text: str, start: int, end: int, q: _Question) -> bool:
 
 @lru_cache(maxsize=1)
 def _extractor():
-    from pipeline.extract.rules import RuleExtractor
+    from clinical.extract.rules import RuleExtractor
 
     return RuleExtractor()
 
 
 @lru_cache(maxsize=16384)
 def _findings(text: str) -> tuple:
-    from pipeline.findings import findings_from_extraction
+    from clinical.findings import findings_from_extraction
 
     ex = _extractor()
     return tuple(findings_from_extraction(ex.extract(text), ex.lexicon).findings)

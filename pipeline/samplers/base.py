@@ -1,4 +1,6 @@
-"""The sampler extension point: a small Protocol and a registry by name.
+"""The sampler extension point: a registry by name, and the ``sampler`` config section it is built from.
+
+The ``Sampler`` protocol itself is ``schemas.sampler`` (the ``llm`` editor calls it too).
 
 A sampler turns samples without responses into on-policy responses. Backends that need heavy
 packages (transformers, vLLM) are registered as ``"module:attribute"`` strings and imported only when
@@ -10,11 +12,11 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Any
 
-if TYPE_CHECKING:
-    from pipeline.config import SamplerConfig
-    from schemas.sample import Sample
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from schemas.sampler import Sampler
 
 
 class SamplerError(RuntimeError):
@@ -23,19 +25,6 @@ class SamplerError(RuntimeError):
 
 class TransientSamplerError(SamplerError):
     """A failure worth retrying (a server that timed out or dropped the connection)."""
-
-
-@runtime_checkable
-class Sampler(Protocol):
-    """Generates ``n`` responses per sample.
-
-    ``seed`` is the run seed: implementations derive each sample's seed from ``(seed, sample_id)``
-    so that batching and ``--resume`` never change what a sample gets.
-    """
-
-    name: str
-
-    def sample(self, samples: list[Sample], n: int, seed: int) -> list[list[str]]: ...
 
 
 SamplerFactory = Callable[["SamplerConfig"], Sampler]
@@ -85,3 +74,34 @@ def require_model_dir(sampler: str, model) -> Path:
     if not (model_dir / "config.json").is_file():
         raise SamplerError(f"sampler {sampler!r}: {str(model_dir)!r} is not a model folder (no config.json)")
     return model_dir
+
+
+class SamplerConfig(BaseModel):
+    """Where responses come from when the manifest has none (replayed responses always win): the
+    ``sampler`` section of the run config (``pipeline.config``)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    name: str = "replay"
+    model: str | None = None
+    num_samples: int = Field(1, ge=1)
+    temperature: float = Field(0.7, ge=0.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(256, ge=1)
+    seed: int | None = None  # None: the top-level seed
+    server_url: str | None = None
+    concurrency: int = Field(8, ge=1)
+    batch_size: int = Field(8, ge=1)  # samples handed to the sampler at once
+    stop: list[str] = Field(default_factory=list)  # stop strings
+    tensor_parallel_size: int = Field(1, ge=1)  # vllm: GPUs per model replica
+    pipeline_parallel_size: int = Field(1, ge=1)  # vllm
+    data_parallel_size: int = Field(1, ge=1)  # vllm: replicas (the offline engine wants 1; use vllm-server)
+    engine_args: dict[str, Any] = Field(default_factory=dict)  # vllm: passed to vllm.LLM verbatim
+
+    @field_validator("name")
+    @classmethod
+    def _known_sampler(cls, v: str) -> str:
+        names = sampler_names()
+        if v not in names:
+            raise ValueError(f"unknown sampler {v!r}; valid samplers: {', '.join(names)}")
+        return v

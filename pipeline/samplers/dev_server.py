@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from pipeline.samplers.prompts import PromptError
+from models.prompts import PromptError
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 

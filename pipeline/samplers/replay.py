@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pipeline.config import SamplerConfig
+    from pipeline.samplers.base import SamplerConfig
     from schemas.sample import Sample
 
 

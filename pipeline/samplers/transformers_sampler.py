@@ -14,20 +14,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.samplers.base import SamplerError, require_model_dir
-from pipeline.samplers.prompts import (
+from models.prompts import (
     PromptError,
     load_sample_images,
     stop_truncate,
     user_text,
 )
+from pipeline.samplers.base import SamplerError, require_model_dir
 from pipeline.samplers.provenance import SamplerProvenance, derive_seed, model_fingerprint
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-    from pipeline.config import SamplerConfig
+    from pipeline.samplers.base import SamplerConfig
     from schemas.sample import Sample
 
 log = logging.getLogger(__name__)

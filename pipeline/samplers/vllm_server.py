@@ -33,8 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.samplers.base import SamplerError, TransientSamplerError
-from pipeline.samplers.prompts import (
+from models.prompts import (
     DEFAULT_PROMPTS,
     MESSAGE_LAYOUT,
     ImageLoadError,
@@ -42,10 +41,11 @@ from pipeline.samplers.prompts import (
     stop_truncate,
     user_text,
 )
+from pipeline.samplers.base import SamplerError, TransientSamplerError
 from pipeline.samplers.provenance import SamplerProvenance, derive_seed, sha256_text
 
 if TYPE_CHECKING:
-    from pipeline.config import SamplerConfig
+    from pipeline.samplers.base import SamplerConfig
     from schemas.sample import Sample
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.extract.lexicon import Lexicon
-from pipeline.extract.tokens import tokenize
+from clinical.extract.lexicon import Lexicon
+from clinical.extract.tokens import tokenize
 from schemas.extraction import Entity, Extraction
 
 POSITIVE = ("present", "uncertain")

@@ -6,14 +6,14 @@ from typing import Any
 
 
 def _rules(**kw: Any):
-    from pipeline.extract.rules import RuleExtractor
+    from clinical.extract.rules import RuleExtractor
 
     return RuleExtractor(lexicon=kw.get("lexicon"))
 
 
 def _radgraph(**kw: Any):
-    from pipeline.extract.lexicon import load_lexicon
-    from pipeline.extract.radgraph_adapter import RadGraphExtractor
+    from clinical.extract.lexicon import load_lexicon
+    from clinical.extract.radgraph_adapter import RadGraphExtractor
 
     ex = RadGraphExtractor(**{k: v for k, v in kw.items() if k not in ("lexicon",)})
     ex.lexicon = load_lexicon(kw.get("lexicon"))

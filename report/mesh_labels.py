@@ -9,7 +9,7 @@ A term is "Head/qualifier/qualifier/...". The head decides the concept, except f
 name an anatomy ("Lung", "Aorta", "Spine", "Diaphragm", ...) where a qualifier word decides it
 ("Aorta/tortuous", "Spine/degenerative"). Laterality comes from the qualifiers left/right/bilateral.
 Concept names are the keys of `findings:` / `devices:` in `medpref_data/lexicon/chest_xray.yaml`;
-observation names are those of `pipeline.independent_labeler`. Terms that name no finding ("normal",
+observation names are those of `report.independent_labeler`. Terms that name no finding ("normal",
 "No Indexing", "Technical Quality of Image Unsatisfactory") map to nothing and are reported apart.
 """
 

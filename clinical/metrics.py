@@ -1,4 +1,4 @@
-"""Pair metrics shared by the run summary, `build-pairs eval` and the HTML report."""
+"""Pair metrics shared by the run summary, the token masks, `build-pairs eval` and the HTML report."""
 
 from __future__ import annotations
 
@@ -25,3 +25,16 @@ def word_edit_ratio(a: str, b: str) -> float:
             cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x[i - 1] != y[j - 1]))
         prev = cur
     return prev[-1] / longest
+
+
+def differing_token_positions(a: list[int], b: list[int]) -> tuple[set[int], set[int]]:
+    """Positions of tokens outside the longest common prefix/suffix-aligned matching blocks
+    (difflib), i.e. the tokens that differ between the two id sequences."""
+    import difflib
+
+    sm = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
+    same_a, same_b = set(), set()
+    for blk in sm.get_matching_blocks():
+        same_a.update(range(blk.a, blk.a + blk.size))
+        same_b.update(range(blk.b, blk.b + blk.size))
+    return set(range(len(a))) - same_a, set(range(len(b))) - same_b

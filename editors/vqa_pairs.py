@@ -35,8 +35,8 @@ from editors.vqa import (
     state_answer,
 )
 from editors.vqa.gold import _YES_NO_QUESTION
-from pipeline.text_pairs import TextPair, TextPairError
 from schemas.pair import Edit
+from schemas.text_pair import TextPair, TextPairError
 
 _LANGUAGE = {"zh": "Chinese", "other": "not in Latin script"}
 
@@ -174,7 +174,7 @@ _STUB = re.compile(r"(:\W*|\s[-\u2013\u2014]\s*)[.!?]?$")
 def _stub(edited: str, response: str) -> str | None:
     """A changed sentence that ends on a label or a dash ("**Explanation:**.", "Yes -.") once the words
     after it went: structurally broken, so no pair (the report checker's rules, for short answers)."""
-    from pipeline.fluency import changed_sentences
+    from clinical.fluency import changed_sentences
 
     for sent in changed_sentences(response, edited):
         body = sent.replace("*", "").strip()

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.extract.lexicon import Lexicon
-from pipeline.findings import Finding, ReportFindings
+from clinical.extract.lexicon import Lexicon
+from clinical.findings import Finding, ReportFindings
 
 
 @dataclass

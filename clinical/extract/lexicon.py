@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.extract.tokens import Token, phrase_tokens
+from clinical.extract.tokens import Token, phrase_tokens
 
 DEFAULT_LEXICON = Path(__file__).resolve().parents[2] / "medpref_data" / "lexicon" / "chest_xray.yaml"
 

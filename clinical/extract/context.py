@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pipeline.extract.tokens import Token
+from clinical.extract.tokens import Token
 
 # Multi-word cues are tuples of lower-cased tokens. Longest cue wins at a position.
 PSEUDO = {  # look like cues but are not

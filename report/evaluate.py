@@ -17,16 +17,15 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipeline.independent_labeler import default_labeler
-from pipeline.metrics import word_edit_ratio
-from pipeline.quality_figures import (
+from clinical.metrics import differing_token_positions, word_edit_ratio
+from editors.text_pairs import TextPairMaker
+from report.independent_labeler import default_labeler
+from report.quality_figures import (
     fluency_failures,
     independent_rows,
     summarise_independent,
     written_denials,
 )
-from pipeline.text_pairs import TextPairMaker
-from pipeline.token_masks import differing_token_positions
 
 
 def _manifest_meta(meta: str | None) -> dict:

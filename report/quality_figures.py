@@ -1,8 +1,8 @@
 """Quality figures of report pairs that do not grade the editors with their own extractor.
 
 Why a module: `build-pairs eval` and `benchmarks/text_pairs.py` print the same figures. Three
-independent views: (a) the structural fluency checker (`pipeline.fluency`, plain text rules);
-(b) the independent labeler (`pipeline.independent_labeler`, CheXpert phrases + negation rules, no
+independent views: (a) the structural fluency checker (`clinical.fluency`, plain text rules);
+(b) the independent labeler (`report.independent_labeler`, CheXpert phrases + negation rules, no
 code shared with the extractor) against the reference and against the OpenI radiologists' MeSH
 terms; (c) unsupported denials: negations written into chosen that the reference never makes.
 The extractor is measured too, but only against the human MeSH labels.
@@ -14,7 +14,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-from pipeline.fluency import edit_problems, split_sentences
+from clinical.fluency import edit_problems, split_sentences
 
 _NEG = re.compile(r"\b(no|not|without|negative for|free of)\b", re.IGNORECASE)
 
@@ -47,7 +47,7 @@ def written_denials(chosen: str, rejected: str, reference: str, on_policy: str) 
 def independent_rows(pairs: Iterable[Mapping], labeler, mesh: Mapping[str, list[str]] | None = None) -> list[dict]:
     """One row per pair (keys reference, rejected, chosen, on_policy, sample_id): the independent
     labeler's contradictions, and the MeSH comparison when the sample has MeSH terms."""
-    from pipeline.independent_eval import chosen_vs_mesh, pair_contradictions
+    from report.independent_eval import chosen_vs_mesh, pair_contradictions
 
     ref_cache: dict[str, dict] = {}
     rows = []
@@ -89,7 +89,7 @@ def summarise_independent(rows: list[dict]) -> dict:
 def extraction_vs_mesh(reports: Iterable[Mapping], maker) -> dict:
     """Per-concept precision and recall of the extractor's positive findings against the OpenI MeSH
     terms of the same report (findings + impression), side-aware where MeSH gives a side."""
-    from pipeline.mesh_labels import is_normal, mesh_findings
+    from report.mesh_labels import is_normal, mesh_findings
 
     tp: Counter = Counter()
     fp: Counter = Counter()
@@ -136,6 +136,6 @@ def extraction_vs_mesh(reports: Iterable[Mapping], maker) -> dict:
 
 def _mesh_sayable() -> frozenset[str]:
     """Concepts some MeSH term can name: only these can be false positives against MeSH."""
-    from pipeline.mesh_labels import HEADS, OVERRIDES, QUALIFIED
+    from report.mesh_labels import HEADS, OVERRIDES, QUALIFIED
 
     return frozenset(c for table in (HEADS, QUALIFIED, OVERRIDES) for c, _obs in table.values() if c)

@@ -359,7 +359,7 @@ def _load_radgraph(model_type: str, model_cache_dir: Path, cuda: int):
         raise ImportError(
             f"the 'radgraph' extractor needs the radgraph package ({err}); install medpref[radgraph]"
         ) from err
-    from pipeline.extract import radgraph_compat
+    from clinical.extract import radgraph_compat
 
     radgraph_compat.install()
     printed = io.StringIO()

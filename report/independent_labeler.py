@@ -1,7 +1,7 @@
 """An independent CheXpert-style labeler for report text, used to check preference pairs.
 
 Why it exists: the pair builder verifies its own edits with the project's extractor
-(`pipeline.extract`, `pipeline.findings`). A checker that shares that code would share its blind spots,
+(`clinical.extract`, `clinical.findings`). A checker that shares that code would share its blind spots,
 so this module shares none of it. It re-implements the CheXpert labeler's recipe with different
 machinery: the CheXpert mention / unmention phrase lists (vendored in `medpref_data/chexpert_phrases`,
 MIT) matched with a spaCy `PhraseMatcher` on lower-cased tokens, and negation / uncertainty decided by

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from pipeline.fluency import split_sentences
+from clinical.fluency import split_sentences
 
 
 class PolicyStyle:

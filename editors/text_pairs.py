@@ -11,38 +11,18 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from clinical.errors import ClinicalError, detect_errors
+from clinical.extract.registry import get_extractor
+from clinical.findings import ReportFindings, findings_from_extraction
+from clinical.fluency import edit_problems
+from clinical.metrics import word_edit_ratio
 from editors.apply import absorb, apply_edits, combine, edit_records
 from editors.base import EditContext, SpanEdit
 from editors.finish import dedupe_inserted, drop_connectives, drop_orphans, unglue
 from editors.inject import injection_candidates
 from editors.registry import DEFAULT_EDITORS, get_editor
-from pipeline.errors import ClinicalError, detect_errors
-from pipeline.extract.registry import get_extractor
-from pipeline.findings import ReportFindings, findings_from_extraction
-from pipeline.fluency import edit_problems
-from pipeline.metrics import word_edit_ratio
-from pipeline.response_checks import refuses, repeats, several_reports
-from schemas.pair import Edit
-
-
-class TextPairError(Exception):
-    """No pair from this response; `reason` is the rejects-ledger code."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-
-@dataclass
-class TextPair:
-    chosen: str
-    rejected: str
-    on_policy: str
-    edits: list[Edit]
-    error_types: list[str]
-    locations: list[dict]
-    notes: dict[str, Any] = field(default_factory=dict)
+from editors.response_checks import refuses, repeats, several_reports
+from schemas.text_pair import TextPair, TextPairError
 
 
 @dataclass
@@ -76,7 +56,7 @@ class TextPairMaker:
         self._ref_cache: dict[str, ReportFindings] = {}
         self.style = None
         if style_model:
-            from pipeline.policy_style import PolicyStyle
+            from editors.policy_style import PolicyStyle
 
             self.style = PolicyStyle(style_model, margin=getattr(config, "style_margin", 2.0))
         self._scope: set[str] | None = None
@@ -123,7 +103,7 @@ class TextPairMaker:
             raise TextPairError("response_too_long",
                                 f"response has {len(response)} characters (limit {self.max_chars})")
         if task == "vqa":
-            from pipeline.vqa_pairs import make_vqa_pair
+            from editors.vqa_pairs import make_vqa_pair
 
             return make_vqa_pair(response, reference, prompt, seed,
                                  candidates=candidates if isinstance(candidates, list) else None)

@@ -2,7 +2,7 @@
 
 Why: a pair (reference, rejected, chosen) is only useful if the chosen text fixes the rejected text's
 clinical errors without adding new ones. The project verifies that with its own extractor; these
-functions re-check it with `pipeline.independent_labeler` (no shared code), and against expert MeSH
+functions re-check it with `report.independent_labeler` (no shared code), and against expert MeSH
 labels where a sample has them, so that an extractor bug cannot silently pass its own edits.
 
 Definitions, per observation o, with L(x) the label of o in text x (None = unmentioned):
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from pipeline.mesh_labels import HEADS, OVERRIDES, QUALIFIED, is_normal, map_term, mesh_observations
+from report.mesh_labels import HEADS, OVERRIDES, QUALIFIED, is_normal, map_term, mesh_observations
 
 PAIR_COUNTS = ("rejected_contradictions", "rejected_unsupported", "rejected_issues", "chosen_contradictions",
                "chosen_unsupported", "chosen_issues", "resolved", "added", "unsupported_denials")

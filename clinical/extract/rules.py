@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pipeline.extract.context import TERMINATORS, certainty_of, find_cues
-from pipeline.extract.lexicon import Lexicon, Match, load_lexicon
-from pipeline.extract.tokens import Token, tokenize
+from clinical.extract.context import TERMINATORS, certainty_of, find_cues
+from clinical.extract.lexicon import Lexicon, Match, load_lexicon
+from clinical.extract.tokens import Token, tokenize
 from schemas.extraction import Entity, Extraction, Relation
 
 _SENT_END = {".", "?", "!"}
@@ -182,7 +182,7 @@ class RuleExtractor:
     def _add_abbreviations(self, text: str, tokens: Sequence[Token], matches: list[Match]) -> list[Match]:
         """Short forms defined in the text ("chronic obstructive pulmonary disease (COPD)") take the
         concept of their long form, via scispacy's AbbreviationDetector."""
-        from pipeline.extract.abbreviations import abbreviation_spans
+        from clinical.extract.abbreviations import abbreviation_spans
 
         taken = {k for m in matches for k in range(m.start_tok, m.end_tok)}
         extra: list[Match] = []
