@@ -13,7 +13,7 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from pipeline.tiny_model import load_project_tokenizer  # noqa: E402
+from models.tiny_model import load_project_tokenizer  # noqa: E402
 
 from models.tiny import build_tiny  # noqa: E402
 from trainer.data import PairEncoder, PairShards, collate_pairs  # noqa: E402

@@ -21,7 +21,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from pipeline.tiny_model import load_project_tokenizer  # noqa: E402
+from models.tiny_model import load_project_tokenizer  # noqa: E402
 
 from models import get_adapter  # noqa: E402
 from models.tiny import BUILDERS, build_tiny  # noqa: E402
@@ -135,7 +135,7 @@ def test_vllm_engine_requests_are_the_trainers_prompt(family, tiny_models, shard
 def server_render(renderer, messages: list[dict]) -> str:
     """The chat template over request messages as vLLM's chat endpoint applies it: content parts for
     templates that read them, else (its "string" content format) the text parts joined into a string."""
-    from pipeline.samplers.prompts import PromptError
+    from models.prompts import PromptError
 
     text = messages[-1]["content"][-1]["text"]
     try:
