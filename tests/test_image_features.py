@@ -13,9 +13,8 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from models.tiny_model import load_project_tokenizer  # noqa: E402
-
 from models.tiny import build_tiny  # noqa: E402
+from models.tiny_model import load_project_tokenizer  # noqa: E402
 from trainer.data import PairEncoder, PairShards, collate_pairs  # noqa: E402
 from trainer.devdata import iu_text_pairs, two_view_pairs, vqa_image_pairs, write_shard  # noqa: E402
 from trainer.features import SharedImageFeatures, shares_image_features  # noqa: E402

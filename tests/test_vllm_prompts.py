@@ -21,10 +21,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from models.tiny_model import load_project_tokenizer  # noqa: E402
-
 from models import get_adapter  # noqa: E402
 from models.tiny import BUILDERS, build_tiny  # noqa: E402
+from models.tiny_model import load_project_tokenizer  # noqa: E402
 from trainer.data import PairEncoder, PairShards, decode_images  # noqa: E402
 from trainer.devdata import iu_text_pairs, two_view_pairs, vqa_image_pairs, write_shard  # noqa: E402
 
