@@ -56,10 +56,12 @@ from pipeline.writer import (
     MANIFEST,
     STATE_DIR,
     OutputError,
+    PackedResults,
     PartitionWriter,
     SampleResult,
     merge_partitions,
     open_run_state,
+    pack_results,
     partition_dir,
     partition_done,
 )
@@ -444,20 +446,20 @@ def _build_partition(plan: RunPlan, rank: int, progress: Callable[[int], None] |
             parse_time[id(batch)] = (time.perf_counter() - t) / len(batch)
             yield batch
 
-    def in_process(batches: Iterable[list]) -> Iterator[tuple[list, list[SampleResult], None, None]]:
+    def in_process(batches: Iterable[list]) -> Iterator[tuple[list, PackedResults]]:
         for batch in batches:
-            yield batch, _process_with_retries(ctx, batch), None, None
+            yield batch, pack_results(_process_with_retries(ctx, batch))
 
     try:
         batches = read_batches()
         stream = (process_in_pool(batches, cfg, manifest_dir, workers) if workers > 1 and ctx.sampler is None
                   else in_process(batches))
-        for batch, results, _seconds, _items in stream:
+        for batch, packed in stream:
             parse_seconds = parse_time.pop(id(batch), 0.0)
-            for r in results:  # each line's own figures travel with its rows (exact after a resume)
-                r.seconds["parse"] += parse_seconds
-                r.items["parse"] += 1
-                writer.add(r)
+            for line in packed.lines:  # each line's own figures travel with its rows (exact after a resume)
+                line.seconds["parse"] += parse_seconds
+                line.items["parse"] += 1
+            writer.add(packed)
             if progress is not None:
                 progress(len(batch))
         done = writer.close({"tokenizer": builder.tokenizer_name,
