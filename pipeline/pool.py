@@ -3,12 +3,13 @@
 Why this shape: the output must be the same, byte for byte, whatever the number of workers. So the
 partition layout, the reading of the manifest and the writer stay in the run's own process, exactly
 as with one worker; ``process_items`` (the NLP, the edits, the images: nearly all the time) runs in
-the workers, and so does ``pack_results``: a worker sends back each batch's pair rows as an Arrow
-record batch (IPC buffers, not Python objects) with the lines' figures, so the run's process, which
+the workers, and so does ``pack_results``: a worker sends back each task's pair rows as one Arrow
+record batch (an IPC stream, not Python objects) with the lines' figures, so the run's process, which
 shares the cores with the workers, only slices those batches into chunks and writes the shards. The
 results come back *in manifest order*, so the writer sees the very same sequence of rows and closes
-the same chunks. A task is ``TASK_LINES`` manifest lines (whole sampler batches): few enough tasks
-that their overhead does not count, small enough that the last ones do not leave a core idle. At most
+the same chunks. A task is ``TASK_LINES`` manifest lines (whole sampler batches; one process packs
+the same groups): few enough tasks that their overhead does not count, small enough that the last
+ones do not leave a core idle. At most
 ``2 x workers`` tasks are in flight, so memory stays bounded on a manifest of any size. Dask and the
 Prefect flow remain the way past one machine.
 
@@ -79,12 +80,12 @@ def _init(config: PipelineConfig, manifest_dir: str, parent: int) -> None:
     shared_builder(config, Path(manifest_dir))  # forked: the parent's; spawned: loaded once, here
 
 
-def _work(batches: list[list[ManifestItem]]) -> list[PackedResults]:
+def _work(task: list[list[ManifestItem]]) -> PackedResults:
     from pipeline.runner import PartitionContext, _process_with_retries, shared_builder
 
     cfg = _STATE["config"]
     ctx = PartitionContext(cfg, shared_builder(cfg, _STATE["manifest_dir"]), None, Counter(), Counter())
-    return [pack_results(_process_with_retries(ctx, batch)) for batch in batches]
+    return pack_results([r for batch in task for r in _process_with_retries(ctx, batch)])
 
 
 def _context():
@@ -98,34 +99,43 @@ class WorkerDied(RuntimeError):
     """A worker process was killed (out of memory, a signal); nothing it held was written."""
 
 
-def process_in_pool(batches: Iterable[list[ManifestItem]], config: PipelineConfig, manifest_dir: Path,
-                    workers: int) -> Iterator[tuple[list[ManifestItem], PackedResults]]:
-    """(batch, its packed results) for every batch, in the order of ``batches``. A batch whose sampler
-    kept failing raises ``TransientSamplerError`` here, as it would in one process."""
+def tasks_of(batches: Iterable[list[ManifestItem]], batch_size: int) -> Iterator[list[list[ManifestItem]]]:
+    """Consecutive sampler batches grouped into tasks of about ``TASK_LINES`` lines; their results are
+    packed together (one Arrow batch), in a pool worker or in the run's own process alike."""
+    per_task = max(1, -(-TASK_LINES // batch_size))
+    it = iter(batches)
+    while task := list(islice(it, per_task)):
+        yield task
+
+
+def process_in_pool(tasks: Iterable[list[list[ManifestItem]]], config: PipelineConfig, manifest_dir: Path,
+                    workers: int) -> Iterator[tuple[list[list[ManifestItem]], PackedResults]]:
+    """(task, its packed results) for every task (``tasks_of``), in the order of ``tasks``. A batch whose
+    sampler kept failing raises ``TransientSamplerError`` here, as it would in one process."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # one Rust thread pool per worker is plenty
-    per_task = max(1, -(-TASK_LINES // config.sampler.batch_size))
     pack_results([])  # pyarrow imports pandas on its first conversion: here, once, not in every worker
     gc.freeze()
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_init,
                                initargs=(config, str(manifest_dir), os.getpid()))
     pending: deque[tuple[list[list[ManifestItem]], Future]] = deque()
     try:
-        it = iter(batches)
+        it = iter(tasks)
         exhausted = False
         while pending or not exhausted:
-            while not exhausted and len(pending) < 2 * workers:
-                task = list(islice(it, per_task))
-                if not task:
-                    exhausted = True
+            try:  # a dead worker breaks the pool: the next submit or result says so
+                while not exhausted and len(pending) < 2 * workers:
+                    task = next(it, None)
+                    if task is None:
+                        exhausted = True
+                        break
+                    pending.append((task, pool.submit(_work, task)))
+                if not pending:
                     break
-                pending.append((task, pool.submit(_work, task)))
-            if pending:
                 task, future = pending.popleft()
-                try:
-                    packed = future.result()
-                except BrokenProcessPool as e:
-                    raise WorkerDied(f"a worker process died ({e}); rerun with --resume") from e
-                yield from zip(task, packed, strict=True)
+                packed = future.result()
+            except BrokenProcessPool as e:
+                raise WorkerDied(f"a worker process died ({e}); rerun with --resume") from e
+            yield task, packed
     finally:  # an error in the writer (or a kill) must not leave queued tasks running
         pool.shutdown(wait=True, cancel_futures=True)
         gc.unfreeze()

@@ -48,7 +48,7 @@ from pipeline.lock import (
     release,
 )
 from pipeline.manifest_reader import ManifestError, ManifestItem, ManifestScan, read_manifest, scan_manifest
-from pipeline.pool import WorkerDied, effective_workers, process_in_pool
+from pipeline.pool import WorkerDied, effective_workers, process_in_pool, tasks_of
 from pipeline.process import PairBuilder, one_line
 from pipeline.samplers import Sampler, SamplerError, TransientSamplerError, get_sampler
 from pipeline.samplers.provenance import provenance_of
@@ -446,22 +446,24 @@ def _build_partition(plan: RunPlan, rank: int, progress: Callable[[int], None] |
             parse_time[id(batch)] = (time.perf_counter() - t) / len(batch)
             yield batch
 
-    def in_process(batches: Iterable[list]) -> Iterator[tuple[list, PackedResults]]:
-        for batch in batches:
-            yield batch, pack_results(_process_with_retries(ctx, batch))
+    def in_process(tasks: Iterable[list[list]]) -> Iterator[tuple[list[list], PackedResults]]:
+        for task in tasks:
+            yield task, pack_results([r for batch in task for r in _process_with_retries(ctx, batch)])
 
     try:
-        batches = read_batches()
-        stream = (process_in_pool(batches, cfg, manifest_dir, workers) if workers > 1 and ctx.sampler is None
-                  else in_process(batches))
-        for batch, packed in stream:
-            parse_seconds = parse_time.pop(id(batch), 0.0)
-            for line in packed.lines:  # each line's own figures travel with its rows (exact after a resume)
-                line.seconds["parse"] += parse_seconds
-                line.items["parse"] += 1
+        tasks = tasks_of(read_batches(), cfg.sampler.batch_size)
+        stream = (process_in_pool(tasks, cfg, manifest_dir, workers) if workers > 1 and ctx.sampler is None
+                  else in_process(tasks))
+        for task, packed in stream:
+            lines = iter(packed.lines)  # one per manifest item, batch after batch
+            for batch in task:  # each line's own figures travel with its rows (exact after a resume)
+                parse_seconds = parse_time.pop(id(batch), 0.0)
+                for line in islice(lines, len(batch)):
+                    line.seconds["parse"] += parse_seconds
+                    line.items["parse"] += 1
             writer.add(packed)
             if progress is not None:
-                progress(len(batch))
+                progress(sum(len(batch) for batch in task))
         done = writer.close({"tokenizer": builder.tokenizer_name,
                              "wall_seconds": round(time.perf_counter() - start, 3),
                              "peak_rss_mb": peak_rss_mb(), "worker": f"{socket.gethostname()}:{os.getpid()}"})

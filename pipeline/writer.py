@@ -110,16 +110,23 @@ class LineFigures:
 
 @dataclass
 class PackedResults:
-    """A batch of results as the writer takes them: the pair rows as one Arrow record batch (serialised as
-    an IPC stream, so a worker process sends a few buffers instead of thousands of Python objects) and
-    each line's figures. Built by ``pack_results`` wherever the rows were made (a pool worker or the run's
-    own process), so the writer's process never touches a ``PairRecord``."""
+    """Results as the writer takes them: the pair rows as one Arrow record batch and each line's figures.
+    Built by ``pack_results`` wherever the rows were made (a pool worker or the run's own process), so the
+    writer's process never touches a ``PairRecord``. Pickled (from a pool worker), the batch travels as
+    one Arrow IPC stream: a few buffers instead of thousands of Python objects."""
 
     lines: list[LineFigures]
-    rows: pa.Buffer  # IPC stream of PAIR_SCHEMA rows
+    batch: pa.RecordBatch  # PAIR_SCHEMA rows of the lines, in order
 
-    def batch(self) -> pa.RecordBatch:
-        return pa.ipc.open_stream(self.rows).read_next_batch()
+    def __getstate__(self) -> dict:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, PAIR_SCHEMA) as ipc:
+            ipc.write_batch(self.batch)
+        return {"lines": self.lines, "rows": sink.getvalue()}
+
+    def __setstate__(self, state: dict) -> None:
+        self.lines = state["lines"]
+        self.batch = pa.ipc.open_stream(state["rows"]).read_next_batch()
 
 
 def pack_results(results: list[SampleResult]) -> PackedResults:
@@ -127,23 +134,18 @@ def pack_results(results: list[SampleResult]) -> PackedResults:
     building the rows is ``write`` time (shared over the lines by their pairs), the edit ratios ``summary``."""
     start = time.perf_counter()
     batch = pa.RecordBatch.from_pylist([pair_row(p) for r in results for p in r.pairs], schema=PAIR_SCHEMA)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, PAIR_SCHEMA) as ipc:
-        ipc.write_batch(batch)
-    rows = sink.getvalue()
     per_row = (time.perf_counter() - start) / max(1, batch.num_rows)
     lines = []
     for r in results:
         start = time.perf_counter()
         ratios = [round(edit_ratio(p), _SUMMARY_DIGITS) for p in r.pairs]
-        seconds = Counter(r.seconds)
-        seconds["write"] += per_row * len(r.pairs)
-        seconds["summary"] += time.perf_counter() - start
+        r.seconds["write"] += per_row * len(r.pairs)
+        r.seconds["summary"] += time.perf_counter() - start
         lines.append(LineFigures(
-            r.line_no, len(r.pairs), r.rejects, r.responses, r.samples, seconds, Counter(r.items),
+            r.line_no, len(r.pairs), r.rejects, r.responses, r.samples, r.seconds, r.items,
             sum(pair_nbytes(p) for p in r.pairs) + sum(len(x.detail) for x in r.rejects),
             [t for p in r.pairs for t in p.error_types], ratios))
-    return PackedResults(lines, rows)
+    return PackedResults(lines, batch)
 
 
 _IMAGE_COLUMNS = ("images", "corrupted_images")
@@ -395,7 +397,7 @@ class PartitionWriter:
         one added (a retried task) is skipped."""
         if self.done is not None:
             raise OutputError(f"partition {self.rank} of {str(self.out_dir)!r} is already complete")
-        batch = packed.batch()
+        batch = packed.batch
         start = end = 0  # this chunk's rows of ``batch``: [start, end)
         for line in packed.lines:
             if line.line_no <= self.last_line:
@@ -434,7 +436,7 @@ class PartitionWriter:
         shard = None
         if self._rows:
             shard = rank_shard_name(self.rank, self.shards)
-            table = pa.Table.from_batches(self._batches, schema=PAIR_SCHEMA)
+            table = pa.Table.from_batches(self._batches, schema=PAIR_SCHEMA).combine_chunks()  # faster to write
             _atomic_write_table(self.dir / shard, table.replace_schema_metadata(pair_schema_metadata()))
             pause_point("shard_written")
         seconds = Counter(self._pending_seconds)
