@@ -124,10 +124,13 @@ def measure_workers(work: Path, n_samples: int, repeats: int) -> None:
     build = {w: max(r["pairs"] / r["build_s"] for r in rs) for w, rs in runs.items()}
     for w in counts:
         same = all(r["identical"] for r in runs[w])
+        paired = sorted(r["pairs_per_s"] / r1["pairs_per_s"] for r, r1 in zip(runs[w], runs[1], strict=True))
+        verdict = f" (target >= 1.7x: {'ok' if best[w] / best[1] >= 1.7 else 'BELOW'})" if w == 2 else ""
         print(f"--workers {w}: {n_samples:,} samples, best of {repeats} runs: {best[w]:.1f} pairs/s over the "
-              f"run's wall time ({best[w] / best[1]:.2f}x of 1 worker), {build[w]:.1f} pairs/s over the partition "
+              f"run's wall time ({best[w] / best[1]:.2f}x of 1 worker; run by run {paired[0]:.2f}x to "
+              f"{paired[-1]:.2f}x, median {paired[len(paired) // 2]:.2f}x), {build[w]:.1f} pairs/s over the partition "
               f"build without the set-up ({build[w] / build[1]:.2f}x); tables {'identical' if same else 'DIFFERENT'}"
-              + (" (target >= 1.7x)" if w == 2 else ""), flush=True)
+              + verdict, flush=True)
 
 
 def _warm(plan_json: str, warm_path: str) -> int:

@@ -25,6 +25,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 
 from pipeline.batches import (
@@ -40,13 +41,14 @@ from pipeline.config import PipelineConfig
 from pipeline.manifest_reader import ManifestError, read_manifest
 from pipeline.merge import RunSummary, merge_run
 from pipeline.plan import PartitionResult, RunPlan, lock_partition, plan_run, release_run, result_fields
-from pipeline.pool import WorkerDied, effective_workers, process_in_pool
+from pipeline.pool import WorkerDied, effective_workers, process_in_pool, tasks_of
 from pipeline.process import one_line
 from pipeline.samplers import TransientSamplerError
 from pipeline.writer import (
     OutputError,
+    PackedResults,
     PartitionWriter,
-    SampleResult,
+    pack_results,
 )
 
 __all__ = ["PartitionResult", "RunError", "RunPlan", "RunSummary", "build_partition", "is_transient",
@@ -111,22 +113,24 @@ def _build_partition(plan: RunPlan, rank: int, progress: Callable[[int], None] |
             parse_time[id(batch)] = (time.perf_counter() - t) / len(batch)
             yield batch
 
-    def in_process(batches: Iterable[list]) -> Iterator[tuple[list, list[SampleResult], None, None]]:
-        for batch in batches:
-            yield batch, process_with_retries(ctx, batch), None, None
+    def in_process(tasks: Iterable[list[list]]) -> Iterator[tuple[list[list], PackedResults]]:
+        for task in tasks:
+            yield task, pack_results([r for batch in task for r in process_with_retries(ctx, batch)])
 
     try:
-        batches = read_batches()
-        stream = (process_in_pool(batches, cfg, manifest_dir, workers) if workers > 1 and ctx.sampler is None
-                  else in_process(batches))
-        for batch, results, _seconds, _items in stream:
-            parse_seconds = parse_time.pop(id(batch), 0.0)
-            for r in results:  # each line's own figures travel with its rows (exact after a resume)
-                r.seconds["parse"] += parse_seconds
-                r.items["parse"] += 1
-                writer.add(r)
+        tasks = tasks_of(read_batches(), cfg.sampler.batch_size)
+        stream = (process_in_pool(tasks, cfg, manifest_dir, workers) if workers > 1 and ctx.sampler is None
+                  else in_process(tasks))
+        for task, packed in stream:
+            lines = iter(packed.lines)  # one per manifest item, batch after batch
+            for batch in task:  # each line's own figures travel with its rows (exact after a resume)
+                parse_seconds = parse_time.pop(id(batch), 0.0)
+                for line in islice(lines, len(batch)):
+                    line.seconds["parse"] += parse_seconds
+                    line.items["parse"] += 1
+            writer.add(packed)
             if progress is not None:
-                progress(len(batch))
+                progress(sum(len(batch) for batch in task))
         done = writer.close({"tokenizer": builder.tokenizer_name,
                              "wall_seconds": round(time.perf_counter() - start, 3),
                              "peak_rss_mb": peak_rss_mb(), "worker": f"{socket.gethostname()}:{os.getpid()}"})

@@ -49,7 +49,6 @@ RUN_FILE = "run.json"
 MERGE_PLAN = "merge.json"
 DONE_FILE = "done.json"
 REJECT_FLUSH_ROWS = 10_000  # a chunk also closes on this many buffered reject rows (bounded memory)
-EDIT_RATIO_ATTR = "_edit_ratio"  # not a column: the writer's rows take only PAIR_SCHEMA's fields
 _SUMMARY_DIGITS = 4  # the median edit ratio is taken over ratios rounded to this many digits
 
 
@@ -71,10 +70,8 @@ class SampleResult:
 
 
 def edit_ratio(pair: PairRecord) -> float:
-    """Word-level edit distance over the longer side (0 = identical, 1 = rewritten), as `eval` reports it.
-    A pair built in a worker process carries it already (``pipeline.pool``: off the writer's process)."""
-    known = pair.__dict__.get(EDIT_RATIO_ATTR)
-    return known if known is not None else word_edit_ratio(pair.rejected, pair.chosen)
+    """Word-level edit distance over the longer side (0 = identical, 1 = rewritten), as `eval` reports it."""
+    return word_edit_ratio(pair.rejected, pair.chosen)
 
 
 def pair_row(pair: PairRecord) -> dict:
@@ -93,6 +90,62 @@ def pair_nbytes(pair: PairRecord) -> int:
     images = sum(len(i.bytes or b"") for i in [*pair.images, *pair.corrupted_images])
     text = len(pair.chosen) + len(pair.rejected) + len(pair.reference) + len(pair.prompt) + len(pair.meta)
     return images + sum(len(m) for m in pair.corruption.masks) + text + 5 * len(pair.chosen_input_ids)
+
+
+@dataclass
+class LineFigures:
+    """What the writer needs of one manifest line besides its pair rows (those are in the Arrow batch)."""
+
+    line_no: int
+    pairs: int  # how many rows of the batch are this line's, in order
+    rejects: list[RejectRecord]
+    responses: int
+    samples: int
+    seconds: Counter
+    items: Counter
+    nbytes: int  # ``pair_nbytes`` of its pairs plus its reject details: what bounds a shard's size
+    error_types: list[str]  # its pairs' error types, pair after pair
+    edit_ratios: list[float]  # each pair's ``edit_ratio``, rounded as the summary takes it
+
+
+@dataclass
+class PackedResults:
+    """Results as the writer takes them: the pair rows as one Arrow record batch and each line's figures.
+    Built by ``pack_results`` wherever the rows were made (a pool worker or the run's own process), so the
+    writer's process never touches a ``PairRecord``. Pickled (from a pool worker), the batch travels as
+    one Arrow IPC stream: a few buffers instead of thousands of Python objects."""
+
+    lines: list[LineFigures]
+    batch: pa.RecordBatch  # PAIR_SCHEMA rows of the lines, in order
+
+    def __getstate__(self) -> dict:
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, PAIR_SCHEMA) as ipc:
+            ipc.write_batch(self.batch)
+        return {"lines": self.lines, "rows": sink.getvalue()}
+
+    def __setstate__(self, state: dict) -> None:
+        self.lines = state["lines"]
+        self.batch = pa.ipc.open_stream(state["rows"]).read_next_batch()
+
+
+def pack_results(results: list[SampleResult]) -> PackedResults:
+    """``results`` (in manifest order) as the writer takes them. Their figures gain the time spent here:
+    building the rows is ``write`` time (shared over the lines by their pairs), the edit ratios ``summary``."""
+    start = time.perf_counter()
+    batch = pa.RecordBatch.from_pylist([pair_row(p) for r in results for p in r.pairs], schema=PAIR_SCHEMA)
+    per_row = (time.perf_counter() - start) / max(1, batch.num_rows)
+    lines = []
+    for r in results:
+        start = time.perf_counter()
+        ratios = [round(edit_ratio(p), _SUMMARY_DIGITS) for p in r.pairs]
+        r.seconds["write"] += per_row * len(r.pairs)
+        r.seconds["summary"] += time.perf_counter() - start
+        lines.append(LineFigures(
+            r.line_no, len(r.pairs), r.rejects, r.responses, r.samples, r.seconds, r.items,
+            sum(pair_nbytes(p) for p in r.pairs) + sum(len(x.detail) for x in r.rejects),
+            [t for p in r.pairs for t in p.error_types], ratios))
+    return PackedResults(lines, batch)
 
 
 _IMAGE_COLUMNS = ("images", "corrupted_images")
@@ -301,8 +354,11 @@ class PartitionWriter:
         self._open()
 
     def _reset_buffer(self) -> None:
-        self._pairs: list[PairRecord] = []
+        self._batches: list[pa.RecordBatch] = []  # slices of the added batches: this chunk's rows, in order
+        self._rows = 0
         self._rejects: list[RejectRecord] = []
+        self._error_types: list[str] = []
+        self._ratios: list[float] = []
         self._samples = self._responses = self._bytes = 0
         self._first_line: int | None = None
 
@@ -336,25 +392,41 @@ class PartitionWriter:
                 shard.unlink()
 
     # -- writing -----------------------------------------------------------------------------
-    def add(self, result: SampleResult) -> None:
-        """Buffer one whole sample; a line at or before the last one added (a retried task) is a no-op."""
+    def add(self, packed: PackedResults) -> None:
+        """Buffer whole samples (a chunk may close between any two of them); a line at or before the last
+        one added (a retried task) is skipped."""
         if self.done is not None:
             raise OutputError(f"partition {self.rank} of {str(self.out_dir)!r} is already complete")
-        if result.line_no <= self.last_line:
-            return
-        self.last_line = result.line_no
-        self._pending_seconds.update(result.seconds)  # committed with the rows they describe
-        self._pending_items.update(result.items)
-        if self._first_line is None:
-            self._first_line = result.line_no
-        self._samples += result.samples
-        self._pairs.extend(result.pairs)
-        self._rejects.extend(result.rejects)
-        self._responses += result.responses
-        self._bytes += sum(pair_nbytes(p) for p in result.pairs) + sum(len(r.detail) for r in result.rejects)
-        if (len(self._pairs) >= self.shard_size or len(self._rejects) >= REJECT_FLUSH_ROWS
-                or (self.max_shard_bytes is not None and self._bytes >= self.max_shard_bytes)):
-            self.flush()
+        batch = packed.batch
+        start = end = 0  # this chunk's rows of ``batch``: [start, end)
+        for line in packed.lines:
+            if line.line_no <= self.last_line:
+                self._take(batch, start, end)
+                start = end = end + line.pairs
+                continue
+            end += line.pairs
+            self.last_line = line.line_no
+            self._pending_seconds.update(line.seconds)  # committed with the rows they describe
+            self._pending_items.update(line.items)
+            if self._first_line is None:
+                self._first_line = line.line_no
+            self._samples += line.samples
+            self._rows += line.pairs
+            self._rejects.extend(line.rejects)
+            self._error_types.extend(line.error_types)
+            self._ratios.extend(line.edit_ratios)
+            self._responses += line.responses
+            self._bytes += line.nbytes
+            if (self._rows >= self.shard_size or len(self._rejects) >= REJECT_FLUSH_ROWS
+                    or (self.max_shard_bytes is not None and self._bytes >= self.max_shard_bytes)):
+                self._take(batch, start, end)
+                start = end
+                self.flush()
+        self._take(batch, start, end)
+
+    def _take(self, batch: pa.RecordBatch, start: int, end: int) -> None:
+        if end > start:
+            self._batches.append(batch.slice(start, end - start))
 
     def flush(self) -> None:
         """Commit the buffered samples: the shard (if any pairs), then the marker."""
@@ -362,29 +434,26 @@ class PartitionWriter:
             return
         start = time.perf_counter()
         shard = None
-        if self._pairs:
+        if self._rows:
             shard = rank_shard_name(self.rank, self.shards)
-            table = pa.Table.from_pylist([pair_row(p) for p in self._pairs], schema=PAIR_SCHEMA)
+            table = pa.Table.from_batches(self._batches, schema=PAIR_SCHEMA).combine_chunks()  # faster to write
             _atomic_write_table(self.dir / shard, table.replace_schema_metadata(pair_schema_metadata()))
             pause_point("shard_written")
         seconds = Counter(self._pending_seconds)
         seconds["write"] += time.perf_counter() - start
-        start = time.perf_counter()
-        ratios = [round(edit_ratio(p), _SUMMARY_DIGITS) for p in self._pairs]
-        seconds["summary"] += time.perf_counter() - start
         items = Counter(self._pending_items)
-        items["write"] += len(self._pairs)
-        items["summary"] += len(self._pairs)
+        items["write"] += self._rows
+        items["summary"] += self._rows
         counts = {"samples": self._samples, "responses": self._responses,
-                  "pairs": len(self._pairs), "rejects": len(self._rejects)}
+                  "pairs": self._rows, "rejects": len(self._rejects)}
         chunk = {
             "chunk": self.chunks,
             "shard": shard,
             "first_line": self._first_line,
             "last_line": self.last_line,
             "counts": counts,
-            "error_types": dict(Counter(t for p in self._pairs for t in p.error_types)),
-            "edit_ratios": ratios,
+            "error_types": dict(Counter(self._error_types)),
+            "edit_ratios": self._ratios,
             "stats": {"seconds": {k: round(v, 6) for k, v in seconds.items()}, "items": dict(items)},
             "rejects": [r.to_row() for r in self._rejects],
         }

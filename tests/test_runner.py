@@ -121,21 +121,21 @@ def test_crash_mid_run_then_resume_gives_the_same_tables(tmp_path, messy_manifes
     layout = {"output.shard_size": 1, "sampler.batch_size": 2}
     cfg = load_config(None, {"text.max_response_chars": 5000, **layout})
     run(messy_manifest, tmp_path / "clean", cfg, progress=False, partitions=partitions)
-    real_add = writer_mod.PartitionWriter.add
+    real_flush = writer_mod.PartitionWriter.flush
     calls = {"n": 0}
 
-    def crashing_add(self, result):
+    def crashing_flush(self):
         calls["n"] += 1
-        if calls["n"] == 6:
-            raise KeyboardInterrupt  # the process dies in the middle of a batch
-        real_add(self, result)
+        if calls["n"] == 4:
+            raise KeyboardInterrupt  # the process dies in the middle of a batch (one line per chunk)
+        real_flush(self)
 
-    monkeypatch.setattr(writer_mod.PartitionWriter, "add", crashing_add)
+    monkeypatch.setattr(writer_mod.PartitionWriter, "flush", crashing_flush)
     with pytest.raises(KeyboardInterrupt):
         run(messy_manifest, tmp_path / "out", cfg, progress=False, partitions=partitions)
     assert not (tmp_path / "out" / "manifest.json").exists()
     assert list((tmp_path / "out").rglob("shard-*.parquet"))
-    monkeypatch.setattr(writer_mod.PartitionWriter, "add", real_add)
+    monkeypatch.setattr(writer_mod.PartitionWriter, "flush", real_flush)
     with pytest.raises(RunError, match="--resume"):
         run(messy_manifest, tmp_path / "out", cfg, progress=False, partitions=partitions)
     with pytest.raises(RunError, match="partition count"):

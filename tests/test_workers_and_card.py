@@ -19,6 +19,7 @@ import yaml
 from pipeline.config import load_config
 from pipeline.dataset_card import CARD
 from pipeline.importers import import_samples
+from pipeline import pool
 from pipeline.pool import effective_workers, machine_cores
 from pipeline.runner import RunError, run
 
@@ -42,8 +43,9 @@ def _tables(out: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(out.glob("*.parquet"))}
 
 
-def test_two_and_three_workers_write_the_same_bytes_as_one(manifest, tmp_path):
-    cfg = load_config(None, {"output.shard_size": 7})
+def test_two_and_three_workers_write_the_same_bytes_as_one(manifest, tmp_path, monkeypatch):
+    monkeypatch.setattr(pool, "TASK_LINES", 6)  # tasks of two batches, a dozen of them: many in flight
+    cfg = load_config(None, {"output.shard_size": 7, "sampler.batch_size": 3})
     one = run(manifest, tmp_path / "w1", cfg, progress=False, workers=1)
     assert one.counts["pairs"] > 40 and one.counts["rejects"] >= 2 and len(one.shards) > 5
     reference = _tables(tmp_path / "w1")
@@ -63,6 +65,29 @@ def test_workers_default_to_the_machine_and_stay_one_with_a_model_sampler():
     assert effective_workers(load_config(None, {"sampler.name": "transformers", "sampler.model": "x"}), 4) == 1
     with pytest.raises(RunError, match="workers must be >= 1"):
         run("missing.jsonl", "out", cfg, workers=0)
+
+
+_real_work = pool._work
+
+
+def _work_that_dies(task):
+    if any(item.line_no == 30 for batch in task for item in batch):
+        os._exit(1)  # as if the kernel's OOM killer took the worker
+    return _real_work(task)
+
+
+def test_a_worker_that_dies_fails_the_run_and_resume_finishes_it(manifest, tmp_path, monkeypatch):
+    cfg = load_config(None, {"output.shard_size": 7, "sampler.batch_size": 3})
+    monkeypatch.setattr(pool, "TASK_LINES", 6)
+    monkeypatch.setattr(pool, "_work", _work_that_dies)
+    with pytest.raises(RunError, match="a worker process died.*--resume"):
+        run(manifest, tmp_path / "out", cfg, progress=False, workers=2)
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    assert list((tmp_path / "out").rglob("chunk-*.json"))  # the lines before the dead task were committed
+    monkeypatch.setattr(pool, "_work", _real_work)
+    run(manifest, tmp_path / "out", cfg, resume=True, progress=False, workers=2)
+    run(manifest, tmp_path / "clean", cfg, progress=False, workers=1)
+    assert _tables(tmp_path / "out") == _tables(tmp_path / "clean")
 
 
 def test_cli_workers_flag_and_resume_with_another_count(manifest, tmp_path):

@@ -22,6 +22,7 @@ from pipeline.writer import (
     _median_of_counts,
     merge_partitions,
     open_run_state,
+    pack_results,
     partition_dir,
 )
 from schemas.pair import PAIR_SCHEMA, REJECT_SCHEMA, Corruption, Edit, ImageRef, PairRecord, RejectRecord
@@ -76,14 +77,15 @@ def results() -> list[SampleResult]:
     return out
 
 
-def _write_all(out: Path, results, shard_size=3, world_size=1, resume=False, **kw) -> dict:
-    """What the runner does: line i goes to partition (i - 1) % world_size; then the merge."""
+def _write_all(out: Path, results, shard_size=3, world_size=1, resume=False, per_add=1, **kw) -> dict:
+    """What the runner does: line i goes to partition (i - 1) % world_size, ``per_add`` lines packed at
+    a time; then the merge."""
     open_run_state(out, "k", world_size, resume)
     for rank in range(world_size):
         w = PartitionWriter(out, rank, world_size, shard_size, **kw)
-        for r in results:
-            if (r.line_no - 1) % world_size == rank:
-                w.add(r)
+        mine = [r for r in results if (r.line_no - 1) % world_size == rank]
+        for i in range(0, len(mine), per_add):
+            w.add(pack_results(mine[i : i + per_add]))
         w.close()
     return merge_partitions(out, world_size, {"tokenizer": "t", "config": {}})
 
@@ -170,7 +172,7 @@ def test_crash_after_some_shards_then_resume(tmp_path, results):
     open_run_state(out, "k", 1, resume=False)
     w = PartitionWriter(out, 0, 1, 3)
     for r in results[:8]:
-        w.add(r)  # commits chunks as it goes; the last samples stay in the buffer
+        w.add(pack_results([r]))  # commits chunks as it goes; the last samples stay in the buffer
     committed = w.last_line
     part = partition_dir(out, 0, 1)
     markers = sorted(p.name for p in part.glob("chunk-*.json"))
@@ -191,7 +193,7 @@ def test_crash_after_some_shards_then_resume(tmp_path, results):
     assert w2.last_line == last_marker["last_line"] < committed  # the buffered samples were never committed
     assert not list(part.glob("*.tmp")) and len(list(part.glob("shard-r*.parquet"))) == w2.shards
     for r in results:  # the runner re-reads the lines after the last commit; earlier ones are no-ops
-        w2.add(r)
+        w2.add(pack_results([r]))
     w2.close()
     manifest = merge_partitions(out, 1, {"tokenizer": "t", "config": {}})
     assert _pair_table(out) == _pair_table(clean)
@@ -213,7 +215,7 @@ def test_merge_killed_midway_is_finished_by_a_rerun(tmp_path, results, monkeypat
         w = PartitionWriter(out, rank, 2, 2)
         for r in results:
             if (r.line_no - 1) % 2 == rank:
-                w.add(r)
+                w.add(pack_results([r]))
         w.close()
     real_replace = writer_mod.os.replace
     calls = {"n": 0}
@@ -252,7 +254,7 @@ def test_failed_rename_leaves_no_shard_and_a_retry_rewrites_it(tmp_path, results
     open_run_state(out, "k", 1, resume=False)
     w = PartitionWriter(out, 0, 1, 100)
     for r in results[:3]:
-        w.add(r)
+        w.add(pack_results([r]))
     real_replace = writer_mod.os.replace
 
     def failing_replace(src, dst):
@@ -277,11 +279,32 @@ def test_adding_a_line_twice_is_a_no_op(tmp_path, results):
     open_run_state(out, "k", 1, resume=False)
     w = PartitionWriter(out, 0, 1, 2)
     for r in [results[0], results[1], results[0], results[2], results[1]]:
-        w.add(r)
+        w.add(pack_results([r]))
     w.close()
     manifest = merge_partitions(out, 1, {})
     assert manifest["counts"]["samples"] == 3
     assert [r["sample_id"] for r in _pair_table(out)] == [results[i].pairs[0].sample_id for i in range(3)]
+
+
+def test_lines_packed_together_write_what_lines_packed_one_by_one_do(tmp_path, results):
+    """A packed batch is cut into chunks between any two of its lines (here inside almost every batch),
+    and a batch that repeats lines already added (a retried task) adds only the new ones."""
+    one = tmp_path / "one"
+    _write_all(one, results, shard_size=2)
+    names = ["rejects.parquet", *json.loads((one / "manifest.json").read_text())["shards"]]
+    for per_add in (3, 5, len(results)):
+        out = tmp_path / f"by-{per_add}"
+        _write_all(out, results, shard_size=2, per_add=per_add)
+        assert all((out / n).read_bytes() == (one / n).read_bytes() for n in names), per_add
+    out = tmp_path / "overlap"
+    open_run_state(out, "k", 1, resume=False)
+    w = PartitionWriter(out, 0, 1, 2)
+    w.add(pack_results(results[:4]))
+    w.add(pack_results(results[2:8]))
+    w.add(pack_results(results[5:]))
+    w.close()
+    merge_partitions(out, 1, {})
+    assert all((out / n).read_bytes() == (one / n).read_bytes() for n in names)
 
 
 def test_complete_folder_is_not_overwritten_and_resume_is_a_no_op(tmp_path, results):
@@ -319,7 +342,7 @@ def test_reject_rows_alone_close_a_chunk(tmp_path, monkeypatch):
     open_run_state(out, "k", 1, resume=False)
     w = PartitionWriter(out, 0, 1, 1000)
     for i in range(1, 11):
-        w.add(SampleResult(i, [], [RejectRecord(f"s{i}", "parse", "invalid_json", "bad", -1)]))
+        w.add(pack_results([SampleResult(i, [], [RejectRecord(f"s{i}", "parse", "invalid_json", "bad", -1)])]))
     assert w.chunks == 2 and len(w._rejects) == 2
     w.close()
     manifest = merge_partitions(out, 1, {})
