@@ -18,8 +18,34 @@ from schemas.pair import Edit
 SHIPPED_TOKENIZER = Path(__file__).resolve().parents[1] / "medpref_data" / "tokenizer"
 
 
+class ShippedTokenizer:
+    """The bundled tokenizer through the `tokenizers` library alone: the same ids and offsets as
+    transformers' AutoTokenizer gives for it (a test compares them on real reports), without importing
+    transformers, which is most of a default run's start-up on one core (and all of it in a worker pool's
+    serial part). Any other tokenizer goes through AutoTokenizer."""
+
+    def __init__(self, folder: Path):
+        import json
+
+        from tokenizers import Tokenizer
+
+        self._tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        config = json.loads((folder / "tokenizer_config.json").read_text())
+        self.image_token = config.get("image_token")
+        self.name_or_path = str(folder)
+
+    def __call__(self, text: str, add_special_tokens: bool = False, return_offsets_mapping: bool = False) -> dict:
+        enc = self._tok.encode(text, add_special_tokens=add_special_tokens)
+        out = {"input_ids": list(enc.ids)}
+        if return_offsets_mapping:
+            out["offset_mapping"] = list(enc.offsets)
+        return out
+
+
 @lru_cache(maxsize=4)
 def _load(path: str):
+    if Path(path) == SHIPPED_TOKENIZER:
+        return ShippedTokenizer(SHIPPED_TOKENIZER)
     from transformers import AutoTokenizer
 
     try:
