@@ -20,10 +20,10 @@ from pathlib import Path
 
 from pipeline.config import PipelineConfig
 from pipeline.manifest_reader import ManifestItem
+from pipeline.packing import SampleResult
 from pipeline.process import PairBuilder, one_line
 from pipeline.samplers import Sampler, SamplerError, TransientSamplerError, get_sampler
 from pipeline.samplers.provenance import provenance_of
-from pipeline.writer import SampleResult
 from schemas.pair import RejectRecord
 
 SAMPLER_RETRIES = 2  # extra attempts after a transient sampler failure (the flow adds Prefect's retries)

@@ -70,7 +70,7 @@ def input_sources(out_dir: Path, shards: list[str]) -> tuple[Counter, Counter]:
 def _features_yaml() -> list:
     import datasets
 
-    from pipeline.writer import pair_schema_metadata
+    from pipeline.packing import pair_schema_metadata
 
     features = json.loads(pair_schema_metadata()[b"huggingface"])["info"]["features"]
     info = datasets.DatasetInfo(features=datasets.Features.from_dict(features))

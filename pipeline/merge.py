@@ -17,12 +17,8 @@ from pipeline.batches import (
 )
 from pipeline.dataset_card import CARD, write_card
 from pipeline.plan import PartitionResult, RunPlan, pipeline_version, result_fields
-from pipeline.writer import (
-    MANIFEST,
-    OutputError,
-    merge_partitions,
-    partition_done,
-)
+from pipeline.run_state import MANIFEST, OutputError
+from pipeline.shard_merge import merge_partitions, partition_done
 
 
 @dataclass

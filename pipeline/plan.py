@@ -33,7 +33,7 @@ from pipeline.lock import (
     release,
 )
 from pipeline.manifest_reader import ManifestError, ManifestScan, scan_manifest
-from pipeline.writer import (
+from pipeline.run_state import (
     MANIFEST,
     STATE_DIR,
     OutputError,

@@ -36,7 +36,7 @@ from pathlib import Path
 from pipeline.batches import PartitionContext, process_with_retries, shared_builder
 from pipeline.config import PipelineConfig
 from pipeline.manifest_reader import ManifestItem
-from pipeline.writer import PackedResults, pack_results
+from pipeline.packing import PackedResults, pack_results
 
 TASK_LINES = 32  # manifest lines per pool task (rounded up to whole sampler batches)
 

@@ -40,16 +40,13 @@ from pipeline.batches import (
 from pipeline.config import PipelineConfig
 from pipeline.manifest_reader import ManifestError, read_manifest
 from pipeline.merge import RunSummary, merge_run
+from pipeline.packing import PackedResults, pack_results
 from pipeline.plan import PartitionResult, RunPlan, lock_partition, plan_run, release_run, result_fields
 from pipeline.pool import WorkerDied, effective_workers, process_in_pool, tasks_of
 from pipeline.process import one_line
+from pipeline.run_state import OutputError
 from pipeline.samplers import TransientSamplerError
-from pipeline.writer import (
-    OutputError,
-    PackedResults,
-    PartitionWriter,
-    pack_results,
-)
+from pipeline.writer import PartitionWriter
 
 __all__ = ["PartitionResult", "RunError", "RunPlan", "RunSummary", "build_partition", "is_transient",
            "merge_run", "plan_run", "release_run", "run"]

@@ -20,6 +20,7 @@ from data_paths import SHARED as DATA  # noqa: E402 - the full shared data, else
 from typer.testing import CliRunner
 
 import pipeline.manifest_reader as reader_mod
+import pipeline.shard_merge as shard_merge_mod
 import pipeline.writer as writer_mod
 from pipeline.cli import app
 from pipeline.config import load_config
@@ -258,8 +259,9 @@ def test_full_disk_fails_cleanly_and_resume_finishes(tmp_path, bad_world, monkey
     out = tmp_path / "full"
     calls = {"n": 0}
     if where in ("shard", "marker", "manifest"):
-        name = "_atomic_write_table" if where == "shard" else "_atomic_write_json"
-        real = getattr(writer_mod, name)
+        name = "atomic_write_table" if where == "shard" else "atomic_write_json"
+        mod = shard_merge_mod if where == "manifest" else writer_mod  # the module that writes that file
+        real = getattr(mod, name)
 
         def full(target, *args):
             hit = {"shard": "shard-r", "marker": "chunk-", "manifest": "manifest.json"}[where]
@@ -269,13 +271,13 @@ def test_full_disk_fails_cleanly_and_resume_finishes(tmp_path, bad_world, monkey
                     raise enospc
             return real(target, *args)
 
-        monkeypatch.setattr(writer_mod, name, full)
+        monkeypatch.setattr(mod, name, full)
     else:
         class FullWriter(pq.ParquetWriter):
             def write_table(self, *a, **k):
                 raise enospc
 
-        monkeypatch.setattr(writer_mod.pq, "ParquetWriter", FullWriter)
+        monkeypatch.setattr(shard_merge_mod.pq, "ParquetWriter", FullWriter)
     line = one_line_failure(cli("--samples", str(path), "--out", str(out), "--config", str(_cfg(tmp_path))), out)
     assert "No space left on device" in line
     assert not list(out.rglob("*.tmp"))  # no half-written temp file left behind

@@ -217,7 +217,7 @@ def test_the_flow_refuses_a_held_folder_in_one_line_naming_the_holder(tmp_path):
     import subprocess
     import sys
 
-    from pipeline.writer import STATE_DIR
+    from pipeline.run_state import STATE_DIR
 
     out = tmp_path / "out"
     lock = out / STATE_DIR / "lock"

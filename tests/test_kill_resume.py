@@ -18,8 +18,8 @@ import pytest
 
 from pipeline.config import load_config
 from pipeline.importers import import_samples
+from pipeline.run_state import MERGE_PLAN, STATE_DIR
 from pipeline.runner import run
-from pipeline.writer import MERGE_PLAN, STATE_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 from data_paths import SHARED  # noqa: E402 - the full shared data, else the committed excerpts

@@ -17,8 +17,8 @@ import pytest
 from pipeline.config import load_config
 from pipeline.importers import import_samples
 from pipeline.lock import LockHeld, acquire, holder_info
+from pipeline.run_state import STATE_DIR, partition_dir
 from pipeline.runner import RunError, build_partition, plan_run, release_run, run
-from pipeline.writer import STATE_DIR, partition_dir
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "output:\n  shard_size: 4\nsampler:\n  batch_size: 4\n"

@@ -321,7 +321,7 @@ def test_markup_in_a_response_is_shown_as_text_not_run(browser, hostile_run, tmp
 
 
 def test_statistics_cover_every_pair(run_dir, manifest):
-    from pipeline.writer import edit_ratio
+    from pipeline.packing import edit_ratio
     from schemas.pair import Edit, PairRecord
 
     run = open_run(run_dir)

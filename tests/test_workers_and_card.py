@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline import pool
 from pipeline.config import load_config
 from pipeline.dataset_card import CARD
 from pipeline.importers import import_samples
-from pipeline import pool
 from pipeline.pool import effective_workers, machine_cores
 from pipeline.runner import RunError, run
 

@@ -12,19 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 from tokenizers import Tokenizer
 
+import pipeline.run_state as run_state_mod
+import pipeline.shard_merge as shard_merge_mod
 import pipeline.writer as writer_mod
-from pipeline.writer import (
-    MERGE_PLAN,
-    STATE_DIR,
-    OutputError,
-    PartitionWriter,
-    SampleResult,
-    _median_of_counts,
-    merge_partitions,
-    open_run_state,
-    pack_results,
-    partition_dir,
-)
+from pipeline.packing import SampleResult, pack_results
+from pipeline.run_state import MERGE_PLAN, STATE_DIR, OutputError, open_run_state, partition_dir
+from pipeline.shard_merge import _median_of_counts, merge_partitions
+from pipeline.writer import PartitionWriter
 from schemas.pair import PAIR_SCHEMA, REJECT_SCHEMA, Corruption, Edit, ImageRef, PairRecord, RejectRecord
 
 REPO = Path(__file__).resolve().parents[1]
@@ -217,7 +211,7 @@ def test_merge_killed_midway_is_finished_by_a_rerun(tmp_path, results, monkeypat
             if (r.line_no - 1) % 2 == rank:
                 w.add(pack_results([r]))
         w.close()
-    real_replace = writer_mod.os.replace
+    real_replace = shard_merge_mod.os.replace
     calls = {"n": 0}
 
     def dying_replace(src, dst):
@@ -227,12 +221,12 @@ def test_merge_killed_midway_is_finished_by_a_rerun(tmp_path, results, monkeypat
                 raise KeyboardInterrupt  # killed after two shards were renamed
         return real_replace(src, dst)
 
-    monkeypatch.setattr(writer_mod.os, "replace", dying_replace)
+    monkeypatch.setattr(shard_merge_mod.os, "replace", dying_replace)
     with pytest.raises(KeyboardInterrupt):
         merge_partitions(out, 2, {"tokenizer": "t", "config": {}})
     assert (out / STATE_DIR / MERGE_PLAN).exists() and not (out / "manifest.json").exists()
     assert len(list(out.glob("shard-*.parquet"))) == 2
-    monkeypatch.setattr(writer_mod.os, "replace", real_replace)
+    monkeypatch.setattr(shard_merge_mod.os, "replace", real_replace)
     manifest = merge_partitions(out, 2, {"tokenizer": "t", "config": {}})
     assert manifest["shards"] == json.loads((clean / "manifest.json").read_text())["shards"]
     assert _pair_table(out) == _pair_table(clean)
@@ -255,7 +249,7 @@ def test_failed_rename_leaves_no_shard_and_a_retry_rewrites_it(tmp_path, results
     w = PartitionWriter(out, 0, 1, 100)
     for r in results[:3]:
         w.add(pack_results([r]))
-    real_replace = writer_mod.os.replace
+    real_replace = run_state_mod.os.replace
 
     def failing_replace(src, dst):
         if str(dst).endswith(".parquet"):
@@ -263,12 +257,12 @@ def test_failed_rename_leaves_no_shard_and_a_retry_rewrites_it(tmp_path, results
         return real_replace(src, dst)
 
     part = partition_dir(out, 0, 1)
-    monkeypatch.setattr(writer_mod.os, "replace", failing_replace)
+    monkeypatch.setattr(run_state_mod.os, "replace", failing_replace)
     with pytest.raises(OSError):
         w.flush()
     assert not list(part.glob("shard-*")) and not list(part.glob("chunk-*"))  # no temp file left either
     assert w.chunks == 0
-    monkeypatch.setattr(writer_mod.os, "replace", real_replace)
+    monkeypatch.setattr(run_state_mod.os, "replace", real_replace)
     w.flush()  # the retry writes the same shard name: indices advance only after the marker
     assert [p.name for p in part.glob("shard-*.parquet")] == ["shard-r00000-00000.parquet"]
     assert w.chunks == 1 and w.totals["samples"] == 3
@@ -362,7 +356,7 @@ def test_feature_metadata_is_what_datasets_would_write():
     """The hand-written ``huggingface`` metadata: PAIR_SCHEMA's features with the image columns as images."""
     from datasets import Features, Image, List
 
-    from pipeline.writer import pair_schema_metadata
+    from pipeline.packing import pair_schema_metadata
 
     expected = Features.from_arrow_schema(PAIR_SCHEMA)
     expected["images"] = List(Image())
@@ -373,7 +367,7 @@ def test_feature_metadata_is_what_datasets_would_write():
 
 
 def test_fast_rows_make_the_same_table_as_the_schema_helper(results):
-    from pipeline.writer import pair_row
+    from pipeline.packing import pair_row
     from schemas.pair import pairs_table
 
     pairs = [p for r in results for p in r.pairs]
