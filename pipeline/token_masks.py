@@ -34,12 +34,22 @@ class ShippedTokenizer:
         self.image_token = config.get("image_token")
         self.name_or_path = str(folder)
 
-    def __call__(self, text: str, add_special_tokens: bool = False, return_offsets_mapping: bool = False) -> dict:
+    def __call__(self, text: str, add_special_tokens: bool = False, return_offsets_mapping: bool = False) -> Encoding:
         enc = self._tok.encode(text, add_special_tokens=add_special_tokens)
-        out = {"input_ids": list(enc.ids)}
+        out = Encoding(input_ids=list(enc.ids))
         if return_offsets_mapping:
             out["offset_mapping"] = list(enc.offsets)
         return out
+
+
+class Encoding(dict):
+    """Keys readable as attributes too (``enc.input_ids``), as on transformers' BatchEncoding."""
+
+    def __getattr__(self, name: str):
+        try:
+            return self[name]
+        except KeyError as e:
+            raise AttributeError(name) from e
 
 
 @lru_cache(maxsize=4)

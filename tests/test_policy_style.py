@@ -50,8 +50,9 @@ def test_text_stage_refuses_an_off_policy_edit(policy_dir):
     maker = TextPairMaker(style_model=str(policy_dir))
     maker.style.margin = 1.0
     response = "the heart is normal in size . the lungs are clear . no pleural effusion or pneumothorax ."
-    # the reference's finding, written in words the policy never uses: refused, not paired
-    reference = "Heart normal. Lungs clear. Zebra quantum violin granuloma sprocket marmalade."
+    # the reference's finding, written in words the policy never uses: refused, not paired (a nodule, not an
+    # incidental finding such as a granuloma, whose omission is only recorded)
+    reference = "Heart normal. No pleural effusion or pneumothorax. Zebra quantum violin nodule sprocket marmalade."
     with pytest.raises(TextPairError) as e:
         maker.make(response, reference)
     assert e.value.reason == "off_policy_style", e.value.detail
