@@ -325,3 +325,14 @@ def test_a_refusal_is_a_reject_not_a_chosen_side(maker):
         maker.make("I'm unable to analyze or interpret medical images such as X-rays. It's important to consult a "
                    "qualified medical professional.", "No acute cardiopulmonary abnormality.")
     assert e.value.reason == "refusal"
+
+
+def test_free_of_airspace_disease_denies_airspace_disease_only(maker):
+    """iu-2180: 'the lungs are free of focal airspace disease' was read as 'the lungs are normal' and
+    replaced by the reference's nodule; it denies airspace disease, which the reference denies too."""
+    found = maker.findings("the lungs are free of focal airspace disease .")
+    denied = {f.concept for f in found.findings if f.certainty == "absent"}
+    assert denied == {"consolidation", "lung_opacity"}
+    p = maker.make("heart size is normal . the lungs are free of focal airspace disease . no pneumothorax .",
+                   "Heart size normal. Stable 1.5 cm nodule left mid chest. Lungs are clear. No pneumothorax.")
+    assert "free of focal airspace disease" in p.chosen and "1.5 cm nodule" in p.chosen

@@ -82,7 +82,8 @@ class RuleExtractor:
             by_clause.setdefault(clause_of[m.start_tok], []).append((m, 0))
         next_id = 0
         for ci, (_sent, lo, hi) in enumerate(clauses):
-            cms = [m for m, _ in by_clause.get(ci, [])]
+            # "lungs are free of focal airspace disease": "free" denies what follows, it says nothing of the lungs
+            cms = [m for m, _ in by_clause.get(ci, []) if not _free_of(tokens, m)]
             if not cms and not any(tokens[k].lower in _GENERIC_ABNORMAL for k in range(lo, hi)):
                 continue
             cues = find_cues(tokens, lo, hi)
@@ -108,8 +109,11 @@ class RuleExtractor:
                     ids.setdefault(m.start_tok, []).append((eid, m, lab.category))
             # generic "no acute bony abnormality": an absent Observation located at the clause's anatomy
             anat_ids = [eid for lst in ids.values() for eid, _, c in lst if c == "anatomy"]
+            # "disease" inside "airspace disease" is that finding's word, not a generic one of the lungs
+            in_finding = {k for m in cms if any(lab.category in ("finding", "device") for lab in m.labels)
+                          for k in range(m.start_tok, m.end_tok)}
             for k in range(lo, hi):
-                if tokens[k].lower in _GENERIC_ABNORMAL and anat_ids:
+                if tokens[k].lower in _GENERIC_ABNORMAL and anat_ids and k not in in_finding:
                     cert = certainty_of(k, k + 1, cues, has_after)
                     if cert == "absent":
                         next_id += 1
@@ -201,3 +205,9 @@ class RuleExtractor:
 
 def _is_target(m: Match) -> bool:
     return any(lab.category in ("finding", "device", "normal", "abnormal") for lab in m.labels)
+
+
+def _free_of(tokens: Sequence[Token], m: Match) -> bool:
+    """The normal word "free" opening "free of X": a negation cue of X, not a normal statement."""
+    return (m.end_tok - m.start_tok == 1 and tokens[m.start_tok].lower == "free" and m.end_tok < len(tokens)
+            and tokens[m.end_tok].lower == "of" and all(lab.category == "normal" for lab in m.labels))
