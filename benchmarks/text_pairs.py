@@ -73,7 +73,7 @@ def main() -> None:
 
     # speed: a fresh maker (no warm reference cache), the whole text stage incl. token masks
     maker = TextPairMaker()
-    maker.make("no effusion .", "Small effusion.")
+    maker.make("no effusion (pleural fluid) .", "Small effusion.")  # lexicon, tokenizer, abbreviation model
     n = 0
     t0 = time.perf_counter()
     from clinical.extract.tokens import tokenize

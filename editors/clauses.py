@@ -41,6 +41,16 @@ class Statement:
 
 
 def statements(ctx: EditContext) -> list[Statement]:
+    """The response's statements, once per context (every unit decision asks for them)."""
+    cached = getattr(ctx, "_statements", None)
+    if cached is not None and cached[0] is ctx.findings:
+        return cached[1]
+    out = _statements(ctx)
+    ctx._statements = (ctx.findings, out)
+    return out
+
+
+def _statements(ctx: EditContext) -> list[Statement]:
     concepts: dict[tuple[int, int], set[str]] = {}
     kinds: dict[tuple[int, int], tuple[str, bool]] = {}
     for f in ctx.findings.findings:

@@ -83,7 +83,7 @@ class RuleExtractor:
         next_id = 0
         for ci, (_sent, lo, hi) in enumerate(clauses):
             # "lungs are free of focal airspace disease": "free" denies what follows, it says nothing of the lungs
-            cms = [m for m, _ in by_clause.get(ci, []) if not _free_of(tokens, m)]
+            cms = [m for m, _ in by_clause.get(ci, []) if tokens[m.start_tok].lower != "free" or not _free_of(tokens, m)]
             if not cms and not any(tokens[k].lower in _GENERIC_ABNORMAL for k in range(lo, hi)):
                 continue
             cues = find_cues(tokens, lo, hi)
@@ -109,18 +109,19 @@ class RuleExtractor:
                     ids.setdefault(m.start_tok, []).append((eid, m, lab.category))
             # generic "no acute bony abnormality": an absent Observation located at the clause's anatomy
             anat_ids = [eid for lst in ids.values() for eid, _, c in lst if c == "anatomy"]
-            # "disease" inside "airspace disease" is that finding's word, not a generic one of the lungs
-            in_finding = {k for m in cms if any(lab.category in ("finding", "device") for lab in m.labels)
-                          for k in range(m.start_tok, m.end_tok)}
-            for k in range(lo, hi):
-                if tokens[k].lower in _GENERIC_ABNORMAL and anat_ids and k not in in_finding:
-                    cert = certainty_of(k, k + 1, cues, has_after)
-                    if cert == "absent":
-                        next_id += 1
-                        t = tokens[k]
-                        entities.append(Entity(str(next_id), t.text, t.start, t.end, "Observation", "absent",
-                                               "abnormality", "abnormality"))
-                        relations.extend(Relation("located_at", str(next_id), a) for a in anat_ids)
+            generic = [k for k in range(lo, hi) if tokens[k].lower in _GENERIC_ABNORMAL] if anat_ids else []
+            if generic:
+                # "disease" inside "airspace disease" is that finding's word, not a generic one of the lungs
+                in_finding = {k for m in cms if any(lab.category in ("finding", "device") for lab in m.labels)
+                              for k in range(m.start_tok, m.end_tok)}
+                generic = [k for k in generic if k not in in_finding]
+            for k in generic:
+                if certainty_of(k, k + 1, cues, has_after) == "absent":
+                    next_id += 1
+                    t = tokens[k]
+                    entities.append(Entity(str(next_id), t.text, t.start, t.end, "Observation", "absent",
+                                           "abnormality", "abnormality"))
+                    relations.extend(Relation("located_at", str(next_id), a) for a in anat_ids)
             relations.extend(self._relate(tokens, cms, ids, lo, hi))
         return Extraction(text=text, entities=entities, relations=relations)
 
