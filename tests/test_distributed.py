@@ -28,16 +28,20 @@ def run(cmd: list[str], tmp: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-def test_two_gloo_processes_equal_one_process_with_the_global_batch(shared, tmp_path):
+def mixed_qwen2_vl_run(shared, tmp: Path) -> list[str]:
+    """train-pairs arguments over a tiny Qwen2-VL and shards that mix text-only, one-image and two-image pairs."""
     shared("vqa_rad", "qa.jsonl")
     tok = load_project_tokenizer()
-    shards = tmp_path / "shards"
+    shards = tmp / "shards"
     write_shard(iu_text_pairs(tok, limit=4), shards, "shard-00000.parquet")
     write_shard(vqa_image_pairs(tok, limit=2), shards, "shard-00001.parquet")
     write_shard(two_view_pairs(tok, limit=2), shards, "shard-00002.parquet")
-    model = build_tiny("qwen2_vl", tmp_path / "qwen2_vl")
-    common = ["--shards", str(shards), "--model", str(model), "--steps", "4", "--lr", "5e-3", "--no-progress",
-              "--preset", "fire-mpo"]
+    model = build_tiny("qwen2_vl", tmp / "qwen2_vl")
+    return ["--shards", str(shards), "--model", str(model), "--steps", "4", "--lr", "5e-3", "--no-progress"]
+
+
+def test_two_gloo_processes_equal_one_process_with_the_global_batch(shared, tmp_path):
+    common = [*mixed_qwen2_vl_run(shared, tmp_path), "--preset", "fire-mpo"]
     run([str(BIN / "train-pairs"), "--out", str(tmp_path / "one"), "--batch-size", "4", *common], tmp_path)
     run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", str(BIN / "train-pairs"),
          "--out", str(tmp_path / "two"), "--batch-size", "2", *common], tmp_path)
@@ -58,7 +62,7 @@ def test_two_gloo_processes_equal_one_process_with_the_global_batch(shared, tmp_
     print(f"2-process vs 1-process: max loss diff {max(abs(a['loss'] - b['loss']) for a, b in zip(one, two, strict=True)):.2e}, "
           f"max weight diff {worst:.2e}")
     assert worst < 1e-5
-    base = load_file(str(model / "model.safetensors"))
+    base = load_file(str(tmp_path / "qwen2_vl" / "model.safetensors"))
     assert max(float((w1[k] - base[k]).abs().max()) for k in w1) > 1e-3  # the weights did move
     assert sorted(p.name for p in (tmp_path / "two" / "checkpoints").iterdir()) == ["step-000004"]
     assert torch.load(tmp_path / "two" / "checkpoints" / "step-000004" / "trainer_state.pt",
@@ -101,15 +105,7 @@ def test_fsdp_two_processes_with_accumulation_equal_one_process(shared, tmp_path
     micro-batches train exactly like one process with 4 pairs (losses, gradient norms and final weights to
     1e-5). Text-only and image pairs share batches, so in some micro-batches one process has no image or
     no corrupted image while the other has: the processes still run the same forwards (trainer/fsdp.py)."""
-    shared("vqa_rad", "qa.jsonl")
-    tok = load_project_tokenizer()
-    shards = tmp_path / "shards"
-    write_shard(iu_text_pairs(tok, limit=4), shards, "shard-00000.parquet")
-    write_shard(vqa_image_pairs(tok, limit=2), shards, "shard-00001.parquet")
-    write_shard(two_view_pairs(tok, limit=2), shards, "shard-00002.parquet")
-    model = build_tiny("qwen2_vl", tmp_path / "qwen2_vl")
-    common = ["--shards", str(shards), "--model", str(model), "--steps", "4", "--lr", "5e-3", "--no-progress",
-              "--preset", "fire-mpo"]
+    common = [*mixed_qwen2_vl_run(shared, tmp_path), "--preset", "fire-mpo"]
     run([str(BIN / "train-pairs"), "--out", str(tmp_path / "one"), "--batch-size", "4", *common], tmp_path)
     run([str(BIN / "accelerate"), "launch", "--config_file", str(ACCELERATE_FSDP), str(BIN / "train-pairs"),
          "--out", str(tmp_path / "fsdp"), "--batch-size", "1", "--grad-accum", "2", *common], tmp_path)
